@@ -1,0 +1,21 @@
+"""The `sam3-engine` command line: one typer app, each command group in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from engine.cli import demo, evaluate, model_commands, world
+
+app = typer.Typer(
+    name="sam3-engine",
+    help="Data engine for Promptable Concept Segmentation with SAM 3.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+for module in (demo, world, evaluate, model_commands):
+    module.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Concept graphs, noun-phrase normalisation and proposal, hard-negative mining."""

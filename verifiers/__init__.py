@@ -1,0 +1,1 @@
+"""AI verifiers for mask verification (MV) and exhaustivity verification (EV)."""
