@@ -39,3 +39,17 @@ def postgres_url():
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def object_store(request, tmp_path):
+    """An ObjectStore rooted at a fresh place: a temp folder, or a unique prefix on SeaweedFS."""
+    import uuid
+
+    from storage.objectstore import ObjectStore
+
+    if request.param == "local":
+        return ObjectStore(root=str(tmp_path / "store"), fsync=False)
+    server = request.getfixturevalue("seaweedfs")
+    root = f"s3://{TEST_BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}-{uuid.uuid4().hex[:8]}"
+    return ObjectStore(root=root, s3=server.s3_config(max_attempts=2))
