@@ -48,6 +48,7 @@ class ShardError(StorageError):
         self.member = member
         where = f"member {member!r}: " if member else ""
         super().__init__(uri, where + message)
+        self.reason = message
 
 
 class SchemaVersionError(StorageError):

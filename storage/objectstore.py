@@ -49,7 +49,7 @@ class PendingWrite(io.RawIOBase):
     def __init__(self, store: ObjectStore, loc: Location, commit_on_close: bool):
         super().__init__()
         self._store, self.loc, self._commit_on_close = store, loc, commit_on_close
-        self._done = False
+        self._done = self._aborted = False
         self._pos = 0
         if loc.scheme == "file":
             folder, base = os.path.split(loc.path)
@@ -71,8 +71,10 @@ class PendingWrite(io.RawIOBase):
         return True
 
     def write(self, data) -> int:
+        if self._aborted:
+            return len(data)  # e.g. a tar stream flushing on garbage collection: dropped anyway
         if self._done:
-            raise StorageError(self.uri, "write after the object was committed or aborted")
+            raise StorageError(self.uri, "write after the object was committed")
         n = self._fh.write(data)
         self._pos += n
         return n
@@ -121,7 +123,7 @@ class PendingWrite(io.RawIOBase):
     def abort(self) -> None:
         """Throw the pending bytes away; nothing appears under the final name."""
         if not self._done:
-            self._done = True
+            self._done = self._aborted = True
             self._discard()
         super().close()
 
