@@ -1,0 +1,111 @@
+"""Post-processing of SAM 3 outputs on the model's device: scores, boxes, masks → COCO RLE, summaries.
+
+- ``masks_to_rle(masks)``: binary ``(N, H, W)`` masks (any device) → COCO compressed RLE dicts, the
+  same strings as ``pycocotools.mask.encode`` (tested). Run boundaries are found on the device, so
+  only a few bytes per mask cross to the host, and pycocotools is not needed at run time.
+- ``xyxy_to_pixel_xywh``: SAM 3's normalised xyxy boxes → pixel ``[x, y, w, h]`` at original size.
+- ``semantic_summary``: what the MV/EV verifiers use from the semantic-segmentation head, per pair
+  (all fractions of the image area, computed at the mask head's resolution):
+  ``semantic_area`` (semantic prob > 0.5), ``semantic_max``, ``instance_area`` (union of the kept
+  instance masks), ``unexplained_area`` (semantic-positive but in no kept instance: evidence of
+  missed instances for EV), ``explained_fraction`` (share of the semantic area the instances
+  cover; 1 when the semantic area is empty); and per kept instance ``semantic_agreement`` (mean
+  semantic prob inside the instance mask: evidence for MV).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _encode_counts(counts: np.ndarray) -> str:
+    """COCO's compressed string for run-length counts (pycocotools ``rleToString``)."""
+    out = []
+    prev2 = prev1 = 0
+    for i, c in enumerate(counts.tolist()):
+        x = c - prev2 if i > 2 else c
+        prev2, prev1 = prev1, c
+        more = True
+        while more:
+            ch = x & 0x1F
+            x >>= 5
+            more = (x != -1) if (ch & 0x10) else (x != 0)
+            if more:
+                ch |= 0x20
+            out.append(chr(ch + 48))
+    return "".join(out)
+
+
+def masks_to_rle(masks: torch.Tensor) -> tuple[list[dict], list[int]]:
+    """Binary masks ``(N, H, W)`` → (COCO compressed RLE dicts, pixel areas)."""
+    n, h, w = masks.shape
+    if n == 0:
+        return [], []
+    flat = masks.transpose(1, 2).reshape(n, h * w)  # COCO runs go down columns (Fortran order)
+    change = (flat[:, 1:] != flat[:, :-1]).nonzero()
+    first = flat[:, 0]
+    area = flat.sum(dim=1, dtype=torch.int64)
+    change, first, area = change.cpu().numpy(), first.cpu().numpy(), area.cpu().numpy()
+    starts = np.searchsorted(change[:, 0], np.arange(n + 1))
+    out = []
+    for i in range(n):
+        bounds = np.concatenate(([0], change[starts[i]:starts[i + 1], 1] + 1, [h * w]))
+        counts = np.diff(bounds)
+        if first[i]:
+            counts = np.concatenate(([0], counts))
+        out.append({"size": [h, w], "counts": _encode_counts(counts)})
+    return out, [int(a) for a in area]
+
+
+def upsample_masks(logits: torch.Tensor, height: int, width: int, threshold: float = 0.5,
+                   chunk: int = 32) -> torch.Tensor:
+    """Low-res mask logits ``(N, h, w)`` → binary masks ``(N, height, width)`` (bilinear on probs)."""
+    out = []
+    for i in range(0, logits.shape[0], chunk):
+        probs = logits[i:i + chunk].float().sigmoid()[None]
+        up = torch.nn.functional.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
+        out.append(up[0] > threshold)
+    return torch.cat(out) if out else torch.zeros((0, height, width), dtype=torch.bool, device=logits.device)
+
+
+def xyxy_to_pixel_xywh(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Normalised ``(x0, y0, x1, y1)`` → pixel ``[x, y, w, h]``, clipped to the image."""
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
+    b = boxes.float() * scale
+    b[..., 0::2] = b[..., 0::2].clamp(0, width)
+    b[..., 1::2] = b[..., 1::2].clamp(0, height)
+    return torch.stack([b[..., 0], b[..., 1], b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]], dim=-1)
+
+
+def semantic_summary(semantic_logits: torch.Tensor, kept_logits: torch.Tensor,
+                     kept_pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair summary ``(B, 5)`` and per-kept-instance agreement ``(N,)`` (see module docstring).
+
+    ``semantic_logits`` is ``(B, h, w)``; ``kept_logits`` ``(N, h, w)`` are the kept instances' mask
+    logits and ``kept_pair`` ``(N,)`` the pair (row of B) each belongs to.
+    Columns: semantic_area, semantic_max, instance_area, unexplained_area, explained_fraction (``SUMMARY_KEYS``).
+    """
+    sem = semantic_logits.float().sigmoid()
+    sem_bin = sem > 0.5
+    inst_bin = kept_logits > 0  # prob > 0.5
+    union = torch.zeros_like(sem)
+    if inst_bin.shape[0]:
+        union.index_add_(0, kept_pair, inst_bin.float())
+    union = union > 0
+    sem_area = sem_bin.float().mean(dim=(1, 2))
+    inside = (sem_bin & union).float().sum(dim=(1, 2))
+    explained = torch.where(sem_bin.any(dim=(1, 2)), inside / sem_bin.float().sum(dim=(1, 2)).clamp(min=1),
+                            torch.ones_like(inside))
+    summary = torch.stack([
+        sem_area, sem.amax(dim=(1, 2)), union.float().mean(dim=(1, 2)),
+        (sem_bin & ~union).float().mean(dim=(1, 2)), explained,
+    ], dim=1)
+    if inst_bin.shape[0]:
+        agree = (inst_bin.float() * sem[kept_pair]).sum(dim=(1, 2)) / inst_bin.float().sum(dim=(1, 2)).clamp(min=1)
+    else:
+        agree = torch.zeros(0, device=sem.device)
+    return summary, agree
+
+
+SUMMARY_KEYS = ("semantic_area", "semantic_max", "instance_area", "unexplained_area", "explained_fraction")
