@@ -73,6 +73,7 @@ class ObjectSpec:
     size: str
     parts: tuple[Part, ...]
     crowd: bool = False
+    tint: tuple[float, float, float] = (0.0, 0.0, 0.0)  # per-object colour jitter, in RGB units
 
 
 @dataclass
@@ -120,6 +121,10 @@ class Scene:
 # --- layout --------------------------------------------------------------------------------------
 
 
+def _tint(rng: np.random.Generator) -> tuple[float, float, float]:
+    return tuple(float(x) for x in rng.uniform(-10, 10, 3))  # type: ignore[return-value]
+
+
 def _random_kind(rng: np.random.Generator, vocab: Vocabulary) -> tuple[str, str, str]:
     i, j, k = rng.integers((len(vocab.shape), len(vocab.colour), len(vocab.pattern)))
     return (vocab.shape[i], vocab.colour[j], vocab.pattern[k])
@@ -163,7 +168,7 @@ def _cluster(rng: np.random.Generator, vocab: Vocabulary) -> ObjectSpec:
         )
         for lx, ly in lattice[:k]
     )
-    return ObjectSpec(shape, colour, pattern, "small", parts, crowd=True)
+    return ObjectSpec(shape, colour, pattern, "small", parts, crowd=True, tint=_tint(rng))
 
 
 def sample_layout(rng: np.random.Generator, vocab: Vocabulary) -> tuple[str, list[ObjectSpec]]:
@@ -183,7 +188,8 @@ def sample_layout(rng: np.random.Generator, vocab: Vocabulary) -> tuple[str, lis
         r = _radius(rng, size)
         cx, cy = _place(rng, r, placed, spread)
         placed.append((cx, cy, r))
-        specs.append(ObjectSpec(*kind, size, (Part(cx, cy, r, float(rng.uniform(0, 2 * math.pi))),)))
+        part = Part(cx, cy, r, float(rng.uniform(0, 2 * math.pi)))
+        specs.append(ObjectSpec(*kind, size, (part,), tint=_tint(rng)))
     if rng.random() < 0.4:
         for _ in range(1 + int(rng.random() < 0.25)):
             specs.insert(int(rng.integers(0, len(specs) + 1)), _cluster(rng, vocab))
@@ -200,6 +206,7 @@ class _Drawn:
     y0: int
     x0: int
     mask: np.ndarray  # union of the parts in the object's bbox
+    index: int = -1  # position of the spec in the layout
 
 
 def _rasterise_object(spec: ObjectSpec, size: int) -> _Drawn | None:
@@ -223,7 +230,12 @@ def _rasterise_object(spec: ObjectSpec, size: int) -> _Drawn | None:
 
 def visible_objects(specs: list[ObjectSpec], size: int) -> list[_Drawn]:
     """The objects worth drawing (bottom to top): those whose visible part is not tiny."""
-    drawn = [d for d in (_rasterise_object(s, size) for s in specs) if d is not None]
+    drawn = []
+    for i, spec in enumerate(specs):
+        d = _rasterise_object(spec, size)
+        if d is not None:
+            d.index = i
+            drawn.append(d)
     covered = np.zeros((size, size), dtype=bool)
     min_px = MIN_VISIBLE_PX_224 * (size / 224) ** 2
     keep = []
@@ -237,10 +249,11 @@ def visible_objects(specs: list[ObjectSpec], size: int) -> list[_Drawn]:
     return keep[::-1]
 
 
-def paint(image: np.ndarray, labels: np.ndarray, drawn: list[_Drawn], rng: np.random.Generator) -> None:
-    """Draw objects bottom to top into image (3, H, W float32) and labels (id = position + 1)."""
-    for obj_id, d in enumerate(drawn, start=1):
-        base = np.clip(np.asarray(COLOURS_RGB[d.spec.colour], np.float32) + rng.uniform(-10, 10, 3), 0, 255)
+def paint(image: np.ndarray, labels: np.ndarray, drawn: list[_Drawn], ids: list[int] | None = None) -> None:
+    """Draw objects bottom to top into image (3, H, W float32) and labels (default id: position + 1)."""
+    ids = ids if ids is not None else list(range(1, len(drawn) + 1))
+    for obj_id, d in zip(ids, drawn):
+        base = np.clip(np.asarray(COLOURS_RGB[d.spec.colour], np.float32) + np.asarray(d.spec.tint, np.float32), 0, 255)
         dark = second_tone(base)
         for ras in d.rasters:
             sl = ras.slices
@@ -300,7 +313,7 @@ def render_scene(seed: int, index: int, domain: str = "base", image_size: int = 
     drawn = visible_objects(specs, image_size)
     image = background(vocab.style.background, bg_rng, image_size, vocab.style.clutter_rgb)
     labels = np.zeros((image_size, image_size), dtype=np.int16)
-    paint(image, labels, drawn, noise_rng)
+    paint(image, labels, drawn)
     return Scene(
         key=media_key(domain, image_size, seed, index),
         domain=domain,
