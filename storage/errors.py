@@ -52,7 +52,7 @@ class ShardError(StorageError):
 
 
 class SchemaVersionError(StorageError):
-    """A Parquet table was written with a different schema (name or version) than the reader expects."""
+    """A Parquet table was written with another schema (name or version) than the reader expects."""
 
 
 class SacoFormatError(StorageError, ValueError):

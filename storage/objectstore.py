@@ -4,12 +4,13 @@
     store.write_bytes("phase-1/a.json", b"...")           # atomic
     with store.atomic_writer("phase-1/part-0.parquet") as f:  # published only on clean exit
         f.write(...)
-    store.read_bytes(...), store.open_read(...), store.exists(...), store.list(prefix), store.delete(...)
+    store.read_bytes(...), store.open_read(...), store.exists(...)
+    store.list(prefix), store.delete(...)
 
-Atomic commit: locally a temp file `.<name>.tmp-XXXX` in the same folder, fsynced and renamed over the
-final name; on S3 one put_object (or a multipart upload whose completion is the single atomic step,
-aborted on failure). An interrupted write leaves nothing under the final name. Every error is a
-StorageError naming the URI. `default_store()` is configured from the environment.
+Atomic commit: locally a temp file `.<name>.tmp-XXXX` in the same folder, fsynced and renamed over
+the final name; on S3 one put_object (or a multipart upload whose completion is the single atomic
+step, aborted on failure). An interrupted write leaves nothing under the final name. Every error is
+a StorageError naming the URI. `default_store()` is configured from the environment.
 """
 
 from __future__ import annotations
@@ -171,7 +172,9 @@ class ObjectStore:
     `root` (optional) makes relative refs resolve under it and refuses refs outside it.
     """
 
-    def __init__(self, root: str | None = None, s3: s3mod.S3Config | None = None, fsync: bool = True):
+    def __init__(
+        self, root: str | None = None, s3: s3mod.S3Config | None = None, fsync: bool = True
+    ):
         self.root: Location | None = parse(root) if root is not None else None
         self.s3_config = s3 or s3mod.S3Config()
         self.fsync = fsync
@@ -214,7 +217,9 @@ class ObjectStore:
                 raise
             translated = s3mod.translate(err, loc.uri, self.endpoint)
             if isinstance(translated, NotFoundError) and not self._bucket_exists(loc):
-                translated = BucketNotFoundError(loc.uri, f"bucket {loc.bucket!r} does not exist (endpoint {self.endpoint})")
+                translated = BucketNotFoundError(
+                    loc.uri, f"bucket {loc.bucket!r} does not exist (endpoint {self.endpoint})"
+                )
             raise translated from err
 
     def _bucket_exists(self, loc: Location) -> bool:
@@ -318,11 +323,13 @@ class ObjectStore:
         writer.commit()
 
     def open_write(self, ref, commit_on_close: bool = True) -> PendingWrite:
-        """A pending write; `close()` (or `commit()`) publishes it atomically, `abort()` drops it."""
+        """A pending write: `close()` or `commit()` publishes it atomically, `abort()` drops it."""
         loc = self.locate(ref)
         self._need_key(loc)
         if loc.scheme == "s3" and not self._bucket_exists(loc):
-            raise BucketNotFoundError(loc.uri, f"bucket {loc.bucket!r} does not exist (endpoint {self.endpoint})")
+            raise BucketNotFoundError(
+                loc.uri, f"bucket {loc.bucket!r} does not exist (endpoint {self.endpoint})"
+            )
         return PendingWrite(self, loc, commit_on_close)
 
     def write_bytes(self, ref, data: bytes) -> str:
@@ -340,12 +347,25 @@ class ObjectStore:
         try:
             n = 1
             while chunk := fh.read(part):
-                r = self._s3_call(loc, c.upload_part, Bucket=loc.bucket, Key=loc.path, UploadId=uid,
-                                  PartNumber=n, Body=chunk)
+                r = self._s3_call(
+                    loc,
+                    c.upload_part,
+                    Bucket=loc.bucket,
+                    Key=loc.path,
+                    UploadId=uid,
+                    PartNumber=n,
+                    Body=chunk,
+                )
                 parts.append({"PartNumber": n, "ETag": r["ETag"]})
                 n += 1
-            self._s3_call(loc, c.complete_multipart_upload, Bucket=loc.bucket, Key=loc.path,
-                          UploadId=uid, MultipartUpload={"Parts": parts})
+            self._s3_call(
+                loc,
+                c.complete_multipart_upload,
+                Bucket=loc.bucket,
+                Key=loc.path,
+                UploadId=uid,
+                MultipartUpload={"Parts": parts},
+            )
         except BaseException:
             try:
                 c.abort_multipart_upload(Bucket=loc.bucket, Key=loc.path, UploadId=uid)

@@ -109,7 +109,9 @@ def translate(exc: BaseException, uri: str, endpoint: str | None) -> StorageErro
     if isinstance(exc, StorageError):
         return exc
     where = f" (endpoint {endpoint})" if endpoint else ""
-    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ConnectionClosedError)):
+    if isinstance(
+        exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ConnectionClosedError)
+    ):
         return EndpointUnreachableError(uri, f"S3 endpoint unreachable{where}: {exc}")
     if isinstance(exc, (bx.ReadTimeoutError, bx.ProxyConnectionError, bx.HTTPClientError)):
         return EndpointUnreachableError(uri, f"S3 connection failed{where}: {exc}")

@@ -22,8 +22,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
 from pycocotools import mask as mask_utils
+from pydantic import BaseModel, Field, ValidationError
 
 from storage.errors import SacoFormatError
 from storage.masks import MaskSizeError, check_instance_size, instance_area
@@ -42,11 +42,16 @@ class ImageMeta(BaseModel):
     width: int = Field(gt=0)
 
 
-def to_saco(pairs: Iterable[Pair], images: Mapping[str, ImageMeta], *,
-            include_dropped: bool = True) -> dict:
+def to_saco(
+    pairs: Iterable[Pair], images: Mapping[str, ImageMeta], *, include_dropped: bool = True
+) -> dict:
     """Export pairs to an SA-Co gold document; `images` maps Pair.media_id to its ImageMeta."""
-    doc: dict[str, Any] = {"info": {"format": "sa-co/gold-image", "writer": "sam3-engine"},
-                           "images": [], "annotations": [], "categories": [dict(c) for c in CATEGORIES]}
+    doc: dict[str, Any] = {
+        "info": {"format": "sa-co/gold-image", "writer": "sam3-engine"},
+        "images": [],
+        "annotations": [],
+        "categories": [dict(c) for c in CATEGORIES],
+    }
     seen: dict[str, Pair] = {}
     next_ann = 1
     for pair in pairs:
@@ -56,19 +61,29 @@ def to_saco(pairs: Iterable[Pair], images: Mapping[str, ImageMeta], *,
         if isinstance(meta, Mapping):
             meta = ImageMeta.model_validate(meta)
         if meta is None:
-            raise SacoFormatError(_DOC, f"pair {pair.media_id!r}/{pair.phrase!r}: no ImageMeta for "
-                                        f"media_id {pair.media_id!r}")
+            raise SacoFormatError(
+                _DOC,
+                f"pair {pair.media_id!r}/{pair.phrase!r}: no ImageMeta for "
+                f"media_id {pair.media_id!r}",
+            )
         pid = pair.pair_id
         if pid in seen:
-            raise SacoFormatError(_DOC, f"pair {pair.media_id!r}/{pair.phrase!r} duplicates pair id {pid} "
-                                        f"(phrase {seen[pid].phrase!r})")
+            raise SacoFormatError(
+                _DOC,
+                f"pair {pair.media_id!r}/{pair.phrase!r} duplicates pair id {pid} "
+                f"(phrase {seen[pid].phrase!r})",
+            )
         seen[pid] = pair
         entry: dict[str, Any] = {
-            "id": pid, "file_name": meta.file_name, "text_input": pair.phrase,
-            "height": meta.height, "width": meta.width,
+            "id": pid,
+            "file_name": meta.file_name,
+            "text_input": pair.phrase,
+            "height": meta.height,
+            "width": meta.width,
             "is_instance_exhaustive": pair.is_instance_exhaustive,
             "is_pixel_exhaustive": pair.is_pixel_exhaustive,
-            "media_id": pair.media_id, "lineage": pair.lineage.model_dump(),
+            "media_id": pair.media_id,
+            "lineage": pair.lineage.model_dump(),
         }
         if pair.label == "dropped":
             entry["label"] = "dropped"
@@ -77,16 +92,25 @@ def to_saco(pairs: Iterable[Pair], images: Mapping[str, ImageMeta], *,
         doc["images"].append(entry)
         for inst in pair.instances:
             try:
-                check_instance_size(inst, meta.height, meta.width,
-                                    what=f"pair {pid} ({pair.media_id!r}/{pair.phrase!r}) mask")
+                check_instance_size(
+                    inst,
+                    meta.height,
+                    meta.width,
+                    what=f"pair {pid} ({pair.media_id!r}/{pair.phrase!r}) mask",
+                )
             except MaskSizeError as err:
                 raise SacoFormatError(_DOC, str(err)) from None
             x, y, w, h = inst.bbox
-            ann = {"id": next_ann, "image_id": pid,
-                   "bbox": [x / meta.width, y / meta.height, w / meta.width, h / meta.height],
-                   "segmentation": {"size": list(inst.rle["size"]), "counts": inst.rle["counts"]},
-                   "area": instance_area(inst), "category_id": 1, "iscrowd": int(inst.iscrowd),
-                   "source": inst.source}
+            ann = {
+                "id": next_ann,
+                "image_id": pid,
+                "bbox": [x / meta.width, y / meta.height, w / meta.width, h / meta.height],
+                "segmentation": {"size": list(inst.rle["size"]), "counts": inst.rle["counts"]},
+                "area": instance_area(inst),
+                "category_id": 1,
+                "iscrowd": int(inst.iscrowd),
+                "source": inst.source,
+            }
             if inst.score is not None:
                 ann["score"] = inst.score
             doc["annotations"].append(ann)
@@ -98,7 +122,11 @@ def without_dropped(doc: dict) -> dict:
     """A copy of `doc` without dropped pairs: what an SA-Co evaluator should be given."""
     keep = [e for e in doc["images"] if e.get("label") != "dropped"]
     ids = {e["id"] for e in keep}
-    return {**doc, "images": keep, "annotations": [a for a in doc["annotations"] if a["image_id"] in ids]}
+    return {
+        **doc,
+        "images": keep,
+        "annotations": [a for a in doc["annotations"] if a["image_id"] in ids],
+    }
 
 
 def _segmentation_rle(seg: Any, h: int, w: int, where: str) -> dict:
@@ -116,8 +144,13 @@ def _segmentation_rle(seg: Any, h: int, w: int, where: str) -> dict:
 def _instance(ann: dict, h: int, w: int, where: str) -> Instance:
     rle = _segmentation_rle(ann.get("segmentation"), h, w, where)
     x, y, bw, bh = (float(v) for v in ann["bbox"])
-    inst = Instance(rle=rle, bbox=[x * w, y * h, bw * w, bh * h], iscrowd=bool(ann.get("iscrowd", 0)),
-                    source=str(ann.get("source", "human")), score=ann.get("score"))
+    inst = Instance(
+        rle=rle,
+        bbox=[x * w, y * h, bw * w, bh * h],
+        iscrowd=bool(ann.get("iscrowd", 0)),
+        source=str(ann.get("source", "human")),
+        score=ann.get("score"),
+    )
     try:
         check_instance_size(inst, h, w, what=f"{where} mask")
     except MaskSizeError as err:
@@ -136,29 +169,44 @@ def from_saco(doc: dict) -> tuple[list[Pair], dict[str, ImageMeta]]:
     image_ids = {e.get("id") for e in doc["images"] if isinstance(e, dict)}
     for ann in doc.get("annotations", []) or []:
         if ann.get("image_id") not in image_ids:
-            raise SacoFormatError(_DOC, f"annotation {ann.get('id')!r} refers to unknown image_id "
-                                        f"{ann.get('image_id')!r}")
+            raise SacoFormatError(
+                _DOC,
+                f"annotation {ann.get('id')!r} refers to unknown image_id {ann.get('image_id')!r}",
+            )
         anns_by_pair.setdefault(ann["image_id"], []).append(ann)
     pairs: list[Pair] = []
     metas: dict[str, ImageMeta] = {}
     for entry in doc["images"]:
         where = f"images entry {entry.get('id')!r}" if isinstance(entry, dict) else "images entry"
         try:
-            meta = ImageMeta(file_name=entry["file_name"], height=entry["height"], width=entry["width"])
+            meta = ImageMeta(
+                file_name=entry["file_name"], height=entry["height"], width=entry["width"]
+            )
             media_id = str(entry.get("media_id") or entry["file_name"])
             if metas.setdefault(media_id, meta) != meta:
-                raise SacoFormatError(_DOC, f"{where}: media {media_id!r} appears with two sizes/names")
-            instances = [_instance(a, meta.height, meta.width, f"{where} annotation {a.get('id')!r}")
-                         for a in sorted(anns_by_pair.get(entry["id"], []), key=lambda a: a.get("id", 0))]
+                raise SacoFormatError(
+                    _DOC, f"{where}: media {media_id!r} appears with two sizes/names"
+                )
+            instances = [
+                _instance(a, meta.height, meta.width, f"{where} annotation {a.get('id')!r}")
+                for a in sorted(anns_by_pair.get(entry["id"], []), key=lambda a: a.get("id", 0))
+            ]
             dropped = entry.get("label") == "dropped"
             if dropped and instances:
                 raise SacoFormatError(_DOC, f"{where}: dropped pair has annotations")
             label = "dropped" if dropped else ("positive" if instances else "negative")
-            pairs.append(Pair(
-                media_id=media_id, phrase=entry["text_input"], label=label, reason=entry.get("reason"),
-                is_instance_exhaustive=bool(entry.get("is_instance_exhaustive", True)),
-                is_pixel_exhaustive=bool(entry.get("is_pixel_exhaustive", True)),
-                instances=instances, lineage=Lineage(**(entry.get("lineage") or {}))))
+            pairs.append(
+                Pair(
+                    media_id=media_id,
+                    phrase=entry["text_input"],
+                    label=label,
+                    reason=entry.get("reason"),
+                    is_instance_exhaustive=bool(entry.get("is_instance_exhaustive", True)),
+                    is_pixel_exhaustive=bool(entry.get("is_pixel_exhaustive", True)),
+                    instances=instances,
+                    lineage=Lineage(**(entry.get("lineage") or {})),
+                )
+            )
         except SacoFormatError:
             raise
         except (KeyError, TypeError, ValueError, ValidationError) as err:

@@ -2,8 +2,8 @@
 
 A sample is three tar members sharing its key: `<key>.<ext>` (the original image bytes),
 `<key>.pairs.json` (a list of Pair records: phrase, label, reason, exhaustivity flags, instances
-{rle, bbox, iscrowd, source, score}, lineage) and `<key>.meta.json` (width, height, image_ext and the
-image's sha256, so a corrupt image member is detected). Shards are `<split>-%06d.tar`, rolled at
+{rle, bbox, iscrowd, source, score}, lineage) and `<key>.meta.json` (width, height, image_ext and
+the image's sha256, so a corrupt image member is detected). Shards are `<split>-%06d.tar`, rolled at
 `max_samples` or `max_bytes`, each committed atomically through the object store.
 
 The reader names the shard and member of any truncation or corruption (ShardError); with
@@ -72,17 +72,28 @@ def _tar_size(n: int) -> int:
 def encode_sample(sample: Sample) -> dict:
     """The webdataset dict (`__key__` + member bytes) for a sample; checks key and extension."""
     if not _KEY_RE.match(sample.key):
-        raise ValueError(f"sample key {sample.key!r} must be letters, digits, '_', '-' and '/' "
-                         "(no dots: webdataset splits the key at the first dot)")
+        raise ValueError(
+            f"sample key {sample.key!r} must be letters, digits, '_', '-' and '/' "
+            "(no dots: webdataset splits the key at the first dot)"
+        )
     ext = sample.image_ext.lower()
     if not _EXT_RE.match(ext) or ext == "json":
         raise ValueError(f"sample {sample.key!r}: bad image extension {sample.image_ext!r}")
-    meta = {"v": META_VERSION, "width": sample.width, "height": sample.height, "image_ext": ext,
-            "sha256": hashlib.sha256(sample.image).hexdigest(), "n_pairs": len(sample.pairs)}
+    meta = {
+        "v": META_VERSION,
+        "width": sample.width,
+        "height": sample.height,
+        "image_ext": ext,
+        "sha256": hashlib.sha256(sample.image).hexdigest(),
+        "n_pairs": len(sample.pairs),
+    }
     pairs = [p.model_dump(mode="json") for p in sample.pairs]
-    return {"__key__": sample.key, ext: bytes(sample.image),
-            "pairs.json": json.dumps(pairs, ensure_ascii=False, separators=(",", ":")).encode(),
-            "meta.json": json.dumps(meta, separators=(",", ":")).encode()}
+    return {
+        "__key__": sample.key,
+        ext: bytes(sample.image),
+        "pairs.json": json.dumps(pairs, ensure_ascii=False, separators=(",", ":")).encode(),
+        "meta.json": json.dumps(meta, separators=(",", ":")).encode(),
+    }
 
 
 class ShardWriter:
@@ -92,12 +103,21 @@ class ShardWriter:
     the shard in progress is dropped (the ones already closed stay). `shards` lists published URIs.
     """
 
-    def __init__(self, prefix: str, split: str = "train", max_samples: int = 1000,
-                 max_bytes: int = 1 << 30, store: ObjectStore | None = None, start_shard: int = 0):
+    def __init__(
+        self,
+        prefix: str,
+        split: str = "train",
+        max_samples: int = 1000,
+        max_bytes: int = 1 << 30,
+        store: ObjectStore | None = None,
+        start_shard: int = 0,
+    ):
         if not re.match(r"^[A-Za-z0-9_\-]+$", split):
             raise ValueError(f"split {split!r} must be letters, digits, '_' or '-'")
         if max_samples < 1 or max_bytes < 1:
-            raise ValueError(f"max_samples ({max_samples}) and max_bytes ({max_bytes}) must be >= 1")
+            raise ValueError(
+                f"max_samples ({max_samples}) and max_bytes ({max_bytes}) must be >= 1"
+            )
         self.store = store or default_store()
         self.prefix = self.store.uri(prefix).rstrip("/")
         self.split, self.max_samples, self.max_bytes = split, max_samples, max_bytes
@@ -114,11 +134,14 @@ class ShardWriter:
     def write(self, sample: Sample) -> None:
         obj = encode_sample(sample)
         size = sum(_tar_size(len(v)) for k, v in obj.items() if k != "__key__")
-        if self._tar is not None and (self._count >= self.max_samples
-                                      or self._bytes + size > self.max_bytes):
+        if self._tar is not None and (
+            self._count >= self.max_samples or self._bytes + size > self.max_bytes
+        ):
             self._finish()
         if self._tar is None:
-            self._pending = self.store.open_write(self.shard_uri(self.next_index), commit_on_close=False)
+            self._pending = self.store.open_write(
+                self.shard_uri(self.next_index), commit_on_close=False
+            )
             self._tar = wds.TarWriter(self._pending, encoder=False, mtime=0)
             self.next_index += 1
         self._tar.write(obj)
@@ -181,12 +204,12 @@ class _TailReader(io.RawIOBase):
         n = len(data)
         buf[:n] = data
         self.total += n
-        self.tail = (self.tail + data)[-self.keep:]
+        self.tail = (self.tail + data)[-self.keep :]
         return n
 
     def at(self, offset: int, n: int) -> bytes | None:
         start = offset - (self.total - len(self.tail))
-        return None if start < 0 else self.tail[start:start + n]
+        return None if start < 0 else self.tail[start : start + n]
 
 
 def _decode(shard: str, key: str, members: dict[str, bytes]) -> Sample:
@@ -196,25 +219,38 @@ def _decode(shard: str, key: str, members: dict[str, bytes]) -> Sample:
         raise ShardError(shard, f"{key}.{missing}", f"missing member (sample has: {names})")
     try:
         meta = json.loads(members["meta.json"])
-        ext, width, height, digest = meta["image_ext"], meta["width"], meta["height"], meta["sha256"]
+        ext, width, height, digest = (
+            meta["image_ext"],
+            meta["width"],
+            meta["height"],
+            meta["sha256"],
+        )
     except (ValueError, KeyError, TypeError) as err:
         raise ShardError(shard, f"{key}.meta.json", f"corrupt member: {err}") from None
     if ext not in members:
         raise ShardError(shard, f"{key}.{ext}", f"missing image member (sample has: {names})")
     if hashlib.sha256(members[ext]).hexdigest() != digest:
-        raise ShardError(shard, f"{key}.{ext}", "corrupt member: image bytes do not match their sha256")
+        raise ShardError(
+            shard, f"{key}.{ext}", "corrupt member: image bytes do not match their sha256"
+        )
     try:
         pairs = [Pair.model_validate(p) for p in json.loads(members["pairs.json"])]
     except (ValueError, TypeError, ValidationError) as err:
         raise ShardError(shard, f"{key}.pairs.json", f"corrupt member: {err}") from None
     try:
-        return Sample(key=key, image=members[ext], image_ext=ext, width=width, height=height, pairs=pairs)
+        return Sample(
+            key=key, image=members[ext], image_ext=ext, width=width, height=height, pairs=pairs
+        )
     except ValidationError as err:
         raise ShardError(shard, f"{key}.pairs.json", f"invalid sample: {err}") from None
 
 
-def read_shard(uri: str, store: ObjectStore | None = None, skip_bad: bool = False,
-               quarantine: list[QuarantineRecord] | None = None) -> Iterator[Sample]:
+def read_shard(
+    uri: str,
+    store: ObjectStore | None = None,
+    skip_bad: bool = False,
+    quarantine: list[QuarantineRecord] | None = None,
+) -> Iterator[Sample]:
     """Yield the Samples of one shard, checking every member and the archive's end.
 
     Raises ShardError naming the shard and member, or with `skip_bad` records a QuarantineRecord in
@@ -247,7 +283,9 @@ def read_shard(uri: str, store: ObjectStore | None = None, skip_bad: bool = Fals
                 last = info.name
                 data = tf.extractfile(info).read()
                 if len(data) != info.size:
-                    raise tarfile.ReadError(f"unexpected end of data ({len(data)} of {info.size} bytes)")
+                    raise tarfile.ReadError(
+                        f"unexpected end of data ({len(data)} of {info.size} bytes)"
+                    )
                 tf.members = []
                 members[ext.lower()] = data
             end = tf.offset
@@ -262,8 +300,11 @@ def read_shard(uri: str, store: ObjectStore | None = None, skip_bad: bool = Fals
         short = trailer is None or len(trailer) < 2 * _BLOCK
         why = "truncated shard" if short else "corrupt tar header"
         where = "after this member " if last else ""
-        broken = ShardError(uri, last, f"{why}: no valid tar header or end-of-archive {where}"
-                                       f"(byte {end} of {tail.total})")
+        broken = ShardError(
+            uri,
+            last,
+            f"{why}: no valid tar header or end-of-archive {where}(byte {end} of {tail.total})",
+        )
     if key is not None:
         if broken is None:
             yield from _emit(uri, key, members, fail)
@@ -288,7 +329,9 @@ def _emit(uri, key, members, fail) -> Iterator[Sample]:
 class ShardReader:
     """Iterate Samples over many shards; `quarantine` collects what `skip_bad` skipped."""
 
-    def __init__(self, uris: Iterable[str], store: ObjectStore | None = None, skip_bad: bool = False):
+    def __init__(
+        self, uris: Iterable[str], store: ObjectStore | None = None, skip_bad: bool = False
+    ):
         self.uris, self.store, self.skip_bad = list(uris), store, skip_bad
         self.quarantine: list[QuarantineRecord] = []
 

@@ -85,10 +85,22 @@ class StateStore:
         return res.rowcount == 1
 
     # ---- campaigns and phases -------------------------------------------------------------------
-    def upsert_campaign(self, name: str, config: dict | None = None, status: str | None = None) -> Campaign:
+    def upsert_campaign(
+        self, name: str, config: dict | None = None, status: str | None = None
+    ) -> Campaign:
         with self.session() as s:
-            self._insert_ignore(s, Campaign, {"name": name, "config": config or {}, "status": status or "created",
-                                              "created_at": utcnow(), "updated_at": utcnow()}, ["name"])
+            self._insert_ignore(
+                s,
+                Campaign,
+                {
+                    "name": name,
+                    "config": config or {},
+                    "status": status or "created",
+                    "created_at": utcnow(),
+                    "updated_at": utcnow(),
+                },
+                ["name"],
+            )
             c = s.scalars(select(Campaign).where(Campaign.name == name)).one()
             if config is not None:
                 c.config = config
@@ -118,12 +130,22 @@ class StateStore:
             raise StateError(f"campaign {campaign!r} has no phase {index}")
         return p
 
-    def upsert_phase(self, campaign: str, index: int, name: str | None = None,
-                     status: str | None = None) -> Phase:
+    def upsert_phase(
+        self, campaign: str, index: int, name: str | None = None, status: str | None = None
+    ) -> Phase:
         with self.session() as s:
             c = self._campaign(s, campaign)
-            self._insert_ignore(s, Phase, {"campaign_id": c.id, "index": index, "name": name or "",
-                                           "status": status or "pending"}, ["campaign_id", "index"])
+            self._insert_ignore(
+                s,
+                Phase,
+                {
+                    "campaign_id": c.id,
+                    "index": index,
+                    "name": name or "",
+                    "status": status or "pending",
+                },
+                ["campaign_id", "index"],
+            )
             p = self._phase(s, campaign, index)
             if name is not None:
                 p.name = name
@@ -138,18 +160,31 @@ class StateStore:
     def list_phases(self, campaign: str) -> list[Phase]:
         with self.session() as s:
             c = self._campaign(s, campaign)
-            return list(s.scalars(select(Phase).where(Phase.campaign_id == c.id).order_by(Phase.index)))
+            return list(
+                s.scalars(select(Phase).where(Phase.campaign_id == c.id).order_by(Phase.index))
+            )
 
     # ---- work units -----------------------------------------------------------------------------
-    def upsert_work_unit(self, campaign: str, phase: int, stage: str, unit_key: str,
-                         status: str | None = None) -> WorkUnit:
+    def upsert_work_unit(
+        self, campaign: str, phase: int, stage: str, unit_key: str, status: str | None = None
+    ) -> WorkUnit:
         if status is not None and status not in UNIT_STATUSES:
             raise StateError(f"work unit status {status!r} is not one of {UNIT_STATUSES}")
         with self.session() as s:
             p = self._phase(s, campaign, phase)
-            self._insert_ignore(s, WorkUnit, {"phase_id": p.id, "stage": stage, "unit_key": unit_key,
-                                              "status": "pending", "attempts": 0, "updated_at": utcnow()},
-                                ["phase_id", "stage", "unit_key"])
+            self._insert_ignore(
+                s,
+                WorkUnit,
+                {
+                    "phase_id": p.id,
+                    "stage": stage,
+                    "unit_key": unit_key,
+                    "status": "pending",
+                    "attempts": 0,
+                    "updated_at": utcnow(),
+                },
+                ["phase_id", "stage", "unit_key"],
+            )
             u = self._unit(s, p, stage, unit_key)
             if status is not None:
                 u.status = status
@@ -159,27 +194,35 @@ class StateStore:
 
     @staticmethod
     def _unit(s: Session, p: Phase, stage: str, unit_key: str) -> WorkUnit:
-        u = s.scalars(select(WorkUnit).where(WorkUnit.phase_id == p.id, WorkUnit.stage == stage,
-                                             WorkUnit.unit_key == unit_key)).first()
+        u = s.scalars(
+            select(WorkUnit).where(
+                WorkUnit.phase_id == p.id, WorkUnit.stage == stage, WorkUnit.unit_key == unit_key
+            )
+        ).first()
         if u is None:
             raise StateError(f"no work unit {unit_key!r} for stage {stage!r} in phase {p.index}")
         return u
 
-    def mark_unit_done(self, campaign: str, phase: int, stage: str, unit_key: str, marker_uri: str) -> WorkUnit:
+    def mark_unit_done(
+        self, campaign: str, phase: int, stage: str, unit_key: str, marker_uri: str
+    ) -> WorkUnit:
         """Record the unit as done, pointing at its committed output marker."""
         with self.session() as s:
             u = self._unit(s, self._phase(s, campaign, phase), stage, unit_key)
             u.status, u.marker_uri, u.error = "done", marker_uri, None
             return u
 
-    def mark_unit_failed(self, campaign: str, phase: int, stage: str, unit_key: str, error: str) -> WorkUnit:
+    def mark_unit_failed(
+        self, campaign: str, phase: int, stage: str, unit_key: str, error: str
+    ) -> WorkUnit:
         with self.session() as s:
             u = self._unit(s, self._phase(s, campaign, phase), stage, unit_key)
             u.status, u.error = "failed", error
             return u
 
-    def list_units(self, campaign: str, phase: int, stage: str | None = None,
-                   status: str | None = None) -> list[WorkUnit]:
+    def list_units(
+        self, campaign: str, phase: int, stage: str | None = None, status: str | None = None
+    ) -> list[WorkUnit]:
         with self.session() as s:
             p = self._phase(s, campaign, phase)
             q = select(WorkUnit).where(WorkUnit.phase_id == p.id)
@@ -201,30 +244,60 @@ class StateStore:
             new = 0
             for t in tasks:
                 key = t.get("dedup_key") or f"{t['task_type']}:{t['payload_ref']}"
-                new += self._insert_ignore(s, HumanTask, {
-                    "phase_id": p.id, "dedup_key": key, "task_type": t["task_type"],
-                    "payload_ref": t["payload_ref"], "priority": int(t.get("priority", 0)),
-                    "status": "queued", "created_at": utcnow()}, ["dedup_key"])
+                new += self._insert_ignore(
+                    s,
+                    HumanTask,
+                    {
+                        "phase_id": p.id,
+                        "dedup_key": key,
+                        "task_type": t["task_type"],
+                        "payload_ref": t["payload_ref"],
+                        "priority": int(t.get("priority", 0)),
+                        "status": "queued",
+                        "created_at": utcnow(),
+                    },
+                    ["dedup_key"],
+                )
             return new
 
-    def enqueue_task(self, campaign: str, phase: int, task_type: str, payload_ref: str,
-                     dedup_key: str | None = None, priority: int = 0) -> HumanTask:
+    def enqueue_task(
+        self,
+        campaign: str,
+        phase: int,
+        task_type: str,
+        payload_ref: str,
+        dedup_key: str | None = None,
+        priority: int = 0,
+    ) -> HumanTask:
         key = dedup_key or f"{task_type}:{payload_ref}"
-        self.enqueue_tasks(campaign, phase, [{"task_type": task_type, "payload_ref": payload_ref,
-                                              "dedup_key": key, "priority": priority}])
+        self.enqueue_tasks(
+            campaign,
+            phase,
+            [
+                {
+                    "task_type": task_type,
+                    "payload_ref": payload_ref,
+                    "dedup_key": key,
+                    "priority": priority,
+                }
+            ],
+        )
         with self.session() as s:
             return s.scalars(select(HumanTask).where(HumanTask.dedup_key == key)).one()
 
-    def claim_next_task(self, assignee: str, task_type: str | None = None,
-                        campaign: str | None = None) -> HumanTask | None:
-        """Atomically claim the highest-priority queued task (oldest first), or None if none left."""
+    def claim_next_task(
+        self, assignee: str, task_type: str | None = None, campaign: str | None = None
+    ) -> HumanTask | None:
+        """Atomically claim the top-priority queued task (oldest first); None if none is left."""
         with self.session() as s:
             q = select(HumanTask.id).where(HumanTask.status == "queued")
             if task_type is not None:
                 q = q.where(HumanTask.task_type == task_type)
             if campaign is not None:
                 c = self._campaign(s, campaign)
-                q = q.where(HumanTask.phase_id.in_(select(Phase.id).where(Phase.campaign_id == c.id)))
+                q = q.where(
+                    HumanTask.phase_id.in_(select(Phase.id).where(Phase.campaign_id == c.id))
+                )
             q = q.order_by(HumanTask.priority.desc(), HumanTask.id).limit(1)
             values = {"status": "claimed", "assignee": assignee, "claimed_at": utcnow()}
             if self.dialect == "postgresql":
@@ -233,25 +306,36 @@ class StateStore:
                     return None
                 s.execute(update(HumanTask).where(HumanTask.id == task_id).values(**values))
             else:
-                stmt = (update(HumanTask)
-                        .where(HumanTask.id == q.scalar_subquery(), HumanTask.status == "queued")
-                        .values(**values).returning(HumanTask.id))
+                stmt = (
+                    update(HumanTask)
+                    .where(HumanTask.id == q.scalar_subquery(), HumanTask.status == "queued")
+                    .values(**values)
+                    .returning(HumanTask.id)
+                )
                 task_id = s.scalar(stmt)
                 if task_id is None:
                     return None
             return s.get(HumanTask, task_id, populate_existing=True)
 
-    def complete_task(self, task_id: int, result: dict, seconds_spent: float,
-                      assignee: str | None = None) -> HumanTask:
+    def complete_task(
+        self, task_id: int, result: dict, seconds_spent: float, assignee: str | None = None
+    ) -> HumanTask:
         """Store a claimed task's result; refuses tasks not claimed (by `assignee`, if given)."""
         with self.session() as s:
             t = s.get(HumanTask, task_id, with_for_update=self.dialect == "postgresql")
             if t is None:
                 raise StateError(f"human task {task_id} does not exist")
             if t.status != "claimed" or (assignee is not None and t.assignee != assignee):
-                raise StateError(f"human task {task_id} is {t.status} by {t.assignee!r}; "
-                                 f"cannot complete it as {assignee!r}")
-            t.status, t.result, t.seconds_spent, t.completed_at = "done", result, float(seconds_spent), utcnow()
+                raise StateError(
+                    f"human task {task_id} is {t.status} by {t.assignee!r}; "
+                    f"cannot complete it as {assignee!r}"
+                )
+            t.status, t.result, t.seconds_spent, t.completed_at = (
+                "done",
+                result,
+                float(seconds_spent),
+                utcnow(),
+            )
             return t
 
     def release_task(self, task_id: int) -> HumanTask:
@@ -276,18 +360,36 @@ class StateStore:
             q = select(HumanTask.status, func.count()).group_by(HumanTask.status)
             if campaign is not None:
                 c = self._campaign(s, campaign)
-                q = q.where(HumanTask.phase_id.in_(select(Phase.id).where(Phase.campaign_id == c.id)))
+                q = q.where(
+                    HumanTask.phase_id.in_(select(Phase.id).where(Phase.campaign_id == c.id))
+                )
             return {status: n for status, n in s.execute(q)}
 
     # ---- model registry -------------------------------------------------------------------------
-    def register_model(self, name: str, version: str, uri: str, metrics: dict | None = None,
-                       parent: str | None = None) -> ModelVersion:
+    def register_model(
+        self,
+        name: str,
+        version: str,
+        uri: str,
+        metrics: dict | None = None,
+        parent: str | None = None,
+    ) -> ModelVersion:
         with self.session() as s:
-            if s.scalars(select(ModelVersion).where(ModelVersion.name == name,
-                                                    ModelVersion.version == version)).first():
+            if s.scalars(
+                select(ModelVersion).where(
+                    ModelVersion.name == name, ModelVersion.version == version
+                )
+            ).first():
                 raise StateError(f"model {name}:{version} is already registered")
-            m = ModelVersion(name=name, version=version, uri=uri, metrics=metrics or {}, parent=parent,
-                             promoted=False, created_at=utcnow())
+            m = ModelVersion(
+                name=name,
+                version=version,
+                uri=uri,
+                metrics=metrics or {},
+                parent=parent,
+                promoted=False,
+                created_at=utcnow(),
+            )
             s.add(m)
             return m
 
@@ -301,16 +403,25 @@ class StateStore:
     def promote_model(self, name: str, version: str) -> ModelVersion:
         """Make `version` the promoted one for `name` (and no other), in one transaction."""
         with self.session() as s:
-            m = s.scalars(select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version)
-                          .with_for_update()).first()
+            m = s.scalars(
+                select(ModelVersion)
+                .where(ModelVersion.name == name, ModelVersion.version == version)
+                .with_for_update()
+            ).first()
             if m is None:
                 raise StateError(f"model {name}:{version} is not registered")
-            s.execute(update(ModelVersion).where(ModelVersion.name == name, ModelVersion.id != m.id)
-                      .values(promoted=False))
+            s.execute(
+                update(ModelVersion)
+                .where(ModelVersion.name == name, ModelVersion.id != m.id)
+                .values(promoted=False)
+            )
             m.promoted = True
             return m
 
     def promoted_model(self, name: str) -> ModelVersion | None:
         with self.session() as s:
-            return s.scalars(select(ModelVersion).where(ModelVersion.name == name,
-                                                        ModelVersion.promoted.is_(True))).first()
+            return s.scalars(
+                select(ModelVersion).where(
+                    ModelVersion.name == name, ModelVersion.promoted.is_(True)
+                )
+            ).first()

@@ -43,7 +43,9 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(32), default="created")
     config: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class Phase(Base):
@@ -63,8 +65,10 @@ class WorkUnit(Base):
     """A fixed slice of media through one stage; done when its committed marker exists."""
 
     __tablename__ = "work_units"
-    __table_args__ = (UniqueConstraint("phase_id", "stage", "unit_key", name="uq_unit"),
-                      Index("ix_unit_status", "phase_id", "stage", "status"))
+    __table_args__ = (
+        UniqueConstraint("phase_id", "stage", "unit_key", name="uq_unit"),
+        Index("ix_unit_status", "phase_id", "stage", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     phase_id: Mapped[int] = mapped_column(ForeignKey("phases.id", ondelete="CASCADE"))
@@ -74,7 +78,9 @@ class WorkUnit(Base):
     marker_uri: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class HumanTask(Base):
@@ -110,5 +116,7 @@ class ModelVersion(Base):
     uri: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     promoted: Mapped[bool] = mapped_column(Boolean, default=False)
-    parent: Mapped[str | None] = mapped_column(String(300), doc="'name:version' it was trained from")
+    parent: Mapped[str | None] = mapped_column(
+        String(300), doc="'name:version' it was trained from"
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

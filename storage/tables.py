@@ -32,47 +32,65 @@ class TableSchema:
     schema: pa.Schema
 
     def tagged(self) -> pa.Schema:
-        return self.schema.with_metadata({NAME_KEY: self.name.encode(), VERSION_KEY: str(self.version).encode()})
+        return self.schema.with_metadata(
+            {NAME_KEY: self.name.encode(), VERSION_KEY: str(self.version).encode()}
+        )
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
 
 
-_INSTANCE = pa.struct([
-    pa.field("rle_size", pa.list_(pa.int32()), nullable=False),
-    pa.field("rle_counts", pa.string(), nullable=False),
-    pa.field("bbox", pa.list_(pa.float64()), nullable=False),
-    pa.field("iscrowd", pa.bool_(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("score", pa.float64()),
-])
+_INSTANCE = pa.struct(
+    [
+        pa.field("rle_size", pa.list_(pa.int32()), nullable=False),
+        pa.field("rle_counts", pa.string(), nullable=False),
+        pa.field("bbox", pa.list_(pa.float64()), nullable=False),
+        pa.field("iscrowd", pa.bool_(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("score", pa.float64()),
+    ]
+)
 
-PAIRS = TableSchema("pairs", 1, pa.schema([
-    pa.field("pair_id", pa.string(), nullable=False),
-    pa.field("media_id", pa.string(), nullable=False),
-    pa.field("phrase", pa.string(), nullable=False),
-    pa.field("label", pa.string(), nullable=False),
-    pa.field("reason", pa.string()),
-    pa.field("is_instance_exhaustive", pa.bool_(), nullable=False),
-    pa.field("is_pixel_exhaustive", pa.bool_(), nullable=False),
-    pa.field("instances", pa.list_(_INSTANCE), nullable=False),
-    pa.field("lineage_source", pa.string(), nullable=False),
-    pa.field("lineage_model_version", pa.string()),
-    pa.field("lineage_verifier_versions", pa.map_(pa.string(), pa.string())),
-    pa.field("lineage_campaign", pa.string()),
-    pa.field("lineage_phase", pa.int32()),
-]))
+PAIRS = TableSchema(
+    "pairs",
+    1,
+    pa.schema(
+        [
+            pa.field("pair_id", pa.string(), nullable=False),
+            pa.field("media_id", pa.string(), nullable=False),
+            pa.field("phrase", pa.string(), nullable=False),
+            pa.field("label", pa.string(), nullable=False),
+            pa.field("reason", pa.string()),
+            pa.field("is_instance_exhaustive", pa.bool_(), nullable=False),
+            pa.field("is_pixel_exhaustive", pa.bool_(), nullable=False),
+            pa.field("instances", pa.list_(_INSTANCE), nullable=False),
+            pa.field("lineage_source", pa.string(), nullable=False),
+            pa.field("lineage_model_version", pa.string()),
+            pa.field("lineage_verifier_versions", pa.map_(pa.string(), pa.string())),
+            pa.field("lineage_campaign", pa.string()),
+            pa.field("lineage_phase", pa.int32()),
+        ]
+    ),
+)
 
-QUARANTINE = TableSchema("quarantine", 1, pa.schema([
-    pa.field("uri", pa.string(), nullable=False),
-    pa.field("member", pa.string()),
-    pa.field("key", pa.string()),
-    pa.field("stage", pa.string()),
-    pa.field("reason", pa.string(), nullable=False),
-]))
+QUARANTINE = TableSchema(
+    "quarantine",
+    1,
+    pa.schema(
+        [
+            pa.field("uri", pa.string(), nullable=False),
+            pa.field("member", pa.string()),
+            pa.field("key", pa.string()),
+            pa.field("stage", pa.string()),
+            pa.field("reason", pa.string(), nullable=False),
+        ]
+    ),
+)
 
 
-def to_table(rows: Sequence[dict] | pa.Table, schema: TableSchema, uri: str = "<table>") -> pa.Table:
+def to_table(
+    rows: Sequence[dict] | pa.Table, schema: TableSchema, uri: str = "<table>"
+) -> pa.Table:
     """An Arrow table with exactly `schema`'s columns (in order) and its name/version tagged."""
     try:
         if isinstance(rows, pa.Table):
@@ -87,8 +105,13 @@ def to_table(rows: Sequence[dict] | pa.Table, schema: TableSchema, uri: str = "<
     return table.replace_schema_metadata(schema.tagged().metadata)
 
 
-def write_table(uri: str, rows: Sequence[dict] | pa.Table, schema: TableSchema,
-                store: ObjectStore | None = None, compression: str = "zstd") -> str:
+def write_table(
+    uri: str,
+    rows: Sequence[dict] | pa.Table,
+    schema: TableSchema,
+    store: ObjectStore | None = None,
+    compression: str = "zstd",
+) -> str:
     """Write rows as Parquet under `uri`, atomically; returns the URI."""
     store = store or default_store()
     table = to_table(rows, schema, store.uri(uri))
@@ -97,9 +120,13 @@ def write_table(uri: str, rows: Sequence[dict] | pa.Table, schema: TableSchema,
     return f.uri
 
 
-def read_table(uri: str, schema: TableSchema, store: ObjectStore | None = None,
-               columns: list[str] | None = None) -> pa.Table:
-    """Read a Parquet table written with `schema` (same name and version), else SchemaVersionError."""
+def read_table(
+    uri: str,
+    schema: TableSchema,
+    store: ObjectStore | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """Read a Parquet table written with `schema` (same name, version); else SchemaVersionError."""
     store = store or default_store()
     full = store.uri(uri)
     try:
@@ -112,11 +139,16 @@ def read_table(uri: str, schema: TableSchema, store: ObjectStore | None = None,
     if found_name is None or found_version is None:
         raise SchemaVersionError(full, f"has no sam3 schema tag; expected {schema}")
     if (found_name, found_version) != (schema.name, str(schema.version)):
-        raise SchemaVersionError(full, f"was written with schema {found_name} v{found_version}, "
-                                       f"expected {schema}")
-    want = schema.schema if columns is None else pa.schema([schema.schema.field(c) for c in columns])
+        raise SchemaVersionError(
+            full, f"was written with schema {found_name} v{found_version}, expected {schema}"
+        )
+    want = (
+        schema.schema if columns is None else pa.schema([schema.schema.field(c) for c in columns])
+    )
     if not table.schema.remove_metadata().equals(want):
-        raise SchemaVersionError(full, f"columns differ from {schema}: found {table.schema.remove_metadata()}")
+        raise SchemaVersionError(
+            full, f"columns differ from {schema}: found {table.schema.remove_metadata()}"
+        )
     return table
 
 
@@ -125,16 +157,33 @@ def pair_rows(pairs: Iterable[Pair]) -> list[dict]:
     rows = []
     for p in pairs:
         lin = p.lineage
-        rows.append({
-            "pair_id": p.pair_id, "media_id": p.media_id, "phrase": p.phrase, "label": p.label,
-            "reason": p.reason, "is_instance_exhaustive": p.is_instance_exhaustive,
-            "is_pixel_exhaustive": p.is_pixel_exhaustive,
-            "instances": [{"rle_size": list(i.rle["size"]), "rle_counts": i.rle["counts"], "bbox": list(i.bbox),
-                           "iscrowd": i.iscrowd, "source": i.source, "score": i.score} for i in p.instances],
-            "lineage_source": lin.source, "lineage_model_version": lin.model_version,
-            "lineage_verifier_versions": list(lin.verifier_versions.items()),
-            "lineage_campaign": lin.campaign, "lineage_phase": lin.phase,
-        })
+        rows.append(
+            {
+                "pair_id": p.pair_id,
+                "media_id": p.media_id,
+                "phrase": p.phrase,
+                "label": p.label,
+                "reason": p.reason,
+                "is_instance_exhaustive": p.is_instance_exhaustive,
+                "is_pixel_exhaustive": p.is_pixel_exhaustive,
+                "instances": [
+                    {
+                        "rle_size": list(i.rle["size"]),
+                        "rle_counts": i.rle["counts"],
+                        "bbox": list(i.bbox),
+                        "iscrowd": i.iscrowd,
+                        "source": i.source,
+                        "score": i.score,
+                    }
+                    for i in p.instances
+                ],
+                "lineage_source": lin.source,
+                "lineage_model_version": lin.model_version,
+                "lineage_verifier_versions": list(lin.verifier_versions.items()),
+                "lineage_campaign": lin.campaign,
+                "lineage_phase": lin.phase,
+            }
+        )
     return rows
 
 
@@ -142,14 +191,35 @@ def rows_to_pairs(table: pa.Table) -> list[Pair]:
     """Pair records from a PAIRS table."""
     out = []
     for r in table.to_pylist():
-        insts = [Instance(rle={"size": i["rle_size"], "counts": i["rle_counts"]}, bbox=i["bbox"],
-                          iscrowd=i["iscrowd"], source=i["source"], score=i["score"]) for i in r["instances"]]
-        lineage = Lineage(source=r["lineage_source"], model_version=r["lineage_model_version"],
-                          verifier_versions=dict(r["lineage_verifier_versions"] or []),
-                          campaign=r["lineage_campaign"], phase=r["lineage_phase"])
-        out.append(Pair(media_id=r["media_id"], phrase=r["phrase"], label=r["label"], reason=r["reason"],
-                        is_instance_exhaustive=r["is_instance_exhaustive"],
-                        is_pixel_exhaustive=r["is_pixel_exhaustive"], instances=insts, lineage=lineage))
+        insts = [
+            Instance(
+                rle={"size": i["rle_size"], "counts": i["rle_counts"]},
+                bbox=i["bbox"],
+                iscrowd=i["iscrowd"],
+                source=i["source"],
+                score=i["score"],
+            )
+            for i in r["instances"]
+        ]
+        lineage = Lineage(
+            source=r["lineage_source"],
+            model_version=r["lineage_model_version"],
+            verifier_versions=dict(r["lineage_verifier_versions"] or []),
+            campaign=r["lineage_campaign"],
+            phase=r["lineage_phase"],
+        )
+        out.append(
+            Pair(
+                media_id=r["media_id"],
+                phrase=r["phrase"],
+                label=r["label"],
+                reason=r["reason"],
+                is_instance_exhaustive=r["is_instance_exhaustive"],
+                is_pixel_exhaustive=r["is_pixel_exhaustive"],
+                instances=insts,
+                lineage=lineage,
+            )
+        )
     return out
 
 

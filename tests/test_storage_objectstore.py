@@ -92,8 +92,12 @@ with store.atomic_writer("victim.bin") as f:
 
 def test_killed_writer_leaves_nothing_under_final_name(object_store, seaweedfs):
     env = {**os.environ, **seaweedfs.env(), "PYTHONPATH": os.getcwd()}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), object_store.uri("")],
-                          env=env, capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), object_store.uri("")],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert not object_store.exists("victim.bin")
     assert object_store.list("") == []
@@ -113,8 +117,12 @@ def test_bad_uris():
 def test_traversal_out_of_root(tmp_path):
     s = ObjectStore(root=str(tmp_path / "root"))
     (tmp_path / "secret.txt").write_bytes(b"no")
-    for ref in ["../secret.txt", "a/../../secret.txt", str(tmp_path / "secret.txt"),
-                f"file://{tmp_path}/secret.txt"]:
+    for ref in [
+        "../secret.txt",
+        "a/../../secret.txt",
+        str(tmp_path / "secret.txt"),
+        f"file://{tmp_path}/secret.txt",
+    ]:
         with pytest.raises(PathTraversalError) as err:
             s.read_bytes(ref)
         assert ref in str(err.value)
@@ -129,7 +137,11 @@ def test_traversal_out_of_root(tmp_path):
 def test_wrong_credentials(seaweedfs):
     uri = "s3://sam3-test/creds/x.bin"
     bad = ObjectStore(s3=seaweedfs.s3_config(secret_access_key="wrong-secret", max_attempts=1))
-    for op in (lambda: bad.read_bytes(uri), lambda: bad.write_bytes(uri, b"1"), lambda: bad.exists(uri)):
+    for op in (
+        lambda: bad.read_bytes(uri),
+        lambda: bad.write_bytes(uri, b"1"),
+        lambda: bad.exists(uri),
+    ):
         with pytest.raises(StorageAuthError) as err:
             op()
         assert uri in str(err.value) or "s3://sam3-test/" in str(err.value)
@@ -141,8 +153,12 @@ def test_wrong_credentials(seaweedfs):
 def test_missing_bucket(seaweedfs):
     s = ObjectStore(s3=seaweedfs.s3_config(max_attempts=1))
     uri = "s3://no-such-bucket-here/k.bin"
-    for op in (lambda: s.read_bytes(uri), lambda: s.write_bytes(uri, b"1"), lambda: s.exists(uri),
-               lambda: s.list("s3://no-such-bucket-here/")):
+    for op in (
+        lambda: s.read_bytes(uri),
+        lambda: s.write_bytes(uri, b"1"),
+        lambda: s.exists(uri),
+        lambda: s.list("s3://no-such-bucket-here/"),
+    ):
         with pytest.raises(BucketNotFoundError, match="no-such-bucket-here"):
             op()
 
@@ -151,8 +167,15 @@ def test_unreachable_endpoint():
     port = free_ports(1)[0]
     from storage.s3 import S3Config
 
-    s = ObjectStore(s3=S3Config(endpoint_url=f"http://127.0.0.1:{port}", access_key_id="a",
-                                secret_access_key="b", max_attempts=1, connect_timeout=1))
+    s = ObjectStore(
+        s3=S3Config(
+            endpoint_url=f"http://127.0.0.1:{port}",
+            access_key_id="a",
+            secret_access_key="b",
+            max_attempts=1,
+            connect_timeout=1,
+        )
+    )
     uri = "s3://some-bucket/x/y.bin"
     for op in (lambda: s.read_bytes(uri), lambda: s.write_bytes(uri, b"1")):
         with pytest.raises(EndpointUnreachableError) as err:

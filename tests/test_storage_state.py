@@ -46,11 +46,15 @@ def test_campaigns_phases_units(store):
         store.upsert_work_unit("c1", 1, "mask_proposal", k)
     u = store.upsert_work_unit("c1", 1, "mask_proposal", "u1", status="running")
     assert u.attempts == 1 and u.status == "running"
-    done = store.mark_unit_done("c1", 1, "mask_proposal", "u1", "s3://b/c1/phase-1/mp/part-u1.parquet")
+    done = store.mark_unit_done(
+        "c1", 1, "mask_proposal", "u1", "s3://b/c1/phase-1/mp/part-u1.parquet"
+    )
     assert done.status == "done" and done.marker_uri.endswith("part-u1.parquet")
     store.mark_unit_failed("c1", 1, "mask_proposal", "u2", "OOM")
     assert [u.unit_key for u in store.list_units("c1", 1, status="pending")] == ["u0"]
-    assert store.upsert_work_unit("c1", 1, "mask_proposal", "u1").status == "done"  # upsert keeps state
+    assert (
+        store.upsert_work_unit("c1", 1, "mask_proposal", "u1").status == "done"
+    )  # upsert keeps state
     with pytest.raises(StateError, match="campaign 'nope' does not exist"):
         store.upsert_phase("nope", 1)
     with pytest.raises(StateError, match="no phase 7"):
@@ -60,7 +64,9 @@ def test_campaigns_phases_units(store):
 
 
 def test_task_queue_lifecycle(store):
-    tasks = [{"task_type": "ev_check", "payload_ref": f"pair/{i}", "priority": i % 2} for i in range(5)]
+    tasks = [
+        {"task_type": "ev_check", "payload_ref": f"pair/{i}", "priority": i % 2} for i in range(5)
+    ]
     assert store.enqueue_tasks("c1", 1, tasks) == 5
     assert store.enqueue_tasks("c1", 1, tasks) == 0  # idempotent
     again = store.enqueue_task("c1", 1, "ev_check", "pair/3")
@@ -69,7 +75,9 @@ def test_task_queue_lifecycle(store):
     assert first.payload_ref == "pair/1" and first.assignee == "alice" and first.status == "claimed"
     with pytest.raises(StateError, match="cannot complete it as 'bob'"):
         store.complete_task(first.id, {"verdict": "accept"}, 3.5, assignee="bob")
-    done = store.complete_task(first.id, {"verdict": "accept", "masks": [1, 2]}, 3.5, assignee="alice")
+    done = store.complete_task(
+        first.id, {"verdict": "accept", "masks": [1, 2]}, 3.5, assignee="alice"
+    )
     assert done.result == {"verdict": "accept", "masks": [1, 2]} and done.seconds_spent == 3.5
     with pytest.raises(StateError, match="is done"):
         store.complete_task(first.id, {}, 1.0)
@@ -89,7 +97,10 @@ def test_model_registry(store):
     store.promote_model("sam3-tiny", "1")
     m = store.promote_model("sam3-tiny", "2")
     assert m.promoted and m.parent == "sam3-tiny:1" and m.metrics == {"cgF1": 0.4}
-    assert [(x.version, x.promoted) for x in store.list_models("sam3-tiny")] == [("1", False), ("2", True)]
+    assert [(x.version, x.promoted) for x in store.list_models("sam3-tiny")] == [
+        ("1", False),
+        ("2", True),
+    ]
     assert store.promoted_model("sam3-tiny").version == "2"
     with pytest.raises(StateError, match="sam3-tiny:9 is not registered"):
         store.promote_model("sam3-tiny", "9")
@@ -97,7 +108,9 @@ def test_model_registry(store):
 
 def test_concurrent_claims_never_share_a_task(store, state_url):
     n = 60
-    store.enqueue_tasks("c1", 1, [{"task_type": "mv_check", "payload_ref": f"m/{i}"} for i in range(n)])
+    store.enqueue_tasks(
+        "c1", 1, [{"task_type": "mv_check", "payload_ref": f"m/{i}"} for i in range(n)]
+    )
     claimed: dict[str, list[int]] = {"a": [], "b": []}
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
