@@ -8,9 +8,8 @@ Definition (reference/sam3.md §4; facebookresearch/sam3 `sam3/eval/cgf1_eval.py
   a crowd region is an ordinary false positive, and a pair whose only GT is crowd counts as a negative.
 - Per pair, one Hungarian matching (scipy `linear_sum_assignment`) maximising total IoU between the
   kept predictions and the GT (mask IoU or box IoU from pycocotools). The matching does not depend on
-  τ; at each τ in numpy.linspace(0.5, 0.95, 10) (the COCO thresholds, so 0.6000000000000001 and
-  0.8500000000000001 exactly as COCO has them) TP = matches with IoU >= τ, FP = #pred − TP,
-  FN = #GT − TP.
+  τ; at each τ in numpy.linspace(0.5, 0.95, 10) (COCO's thresholds, used exactly as numpy computes
+  them, e.g. 0.8999999999999999) TP = matches with IoU >= τ, FP = #pred − TP, FN = #GT − TP.
 - pmF1 (positive micro F1): 2·TP/(2·TP+FP+FN) with counts summed over positive pairs, per τ.
   IL_MCC: Matthews correlation of the pair-level confusion (GT non-empty vs any kept prediction).
   cgF1 = 100 · mean over τ of (pmF1_τ · IL_MCC). @0.5 / @0.75 are the values at that τ.
