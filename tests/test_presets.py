@@ -13,6 +13,15 @@ from model.preprocess import ImageDecodeError, load_image, preprocess_image, tok
 from model.tokenizer import all_words, build_tokenizer
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's ops are small: extra intra-op threads only contend on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return build_tiny(seed=0)
