@@ -92,6 +92,28 @@ class NormaliseReport:
 
 @lru_cache(maxsize=1)
 def _inflect():
+    """inflect's engine, imported without typeguard instrumentation.
+
+    inflect decorates its API with `typeguard.typechecked`, which re-parses and recompiles the
+    functions at import (5-20 s on a busy 2-core machine) and type-checks every call. The checks
+    only guard inflect's own argument types, so the decorator is a no-op while inflect imports
+    (as under `python -O`), then restored.
+    """
+    import sys
+
+    if "inflect" not in sys.modules:
+        import typeguard
+
+        original = typeguard.typechecked
+
+        def _no_instrumentation(target=None, **_kwargs):
+            return target if target is not None else (lambda f: f)
+
+        typeguard.typechecked = _no_instrumentation
+        try:
+            import inflect
+        finally:
+            typeguard.typechecked = original
     import inflect
 
     return inflect.engine()

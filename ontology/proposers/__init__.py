@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from ontology.graph import ConceptGraph
 from ontology.normalise import NormaliserConfig, PhraseNormaliser
 from ontology.proposers.base import BaseProposer, Dropped, Proposal, ProposalBatch, ProposalRequest
-from ontology.proposers.sampler import OntologySampler, SamplerSettings
+from ontology.proposers.sampler import BUNDLED_SAMPLERS, OntologySampler, SamplerSettings
 
 __all__ = [
     "BaseProposer", "Dropped", "Proposal", "ProposalBatch", "ProposalRequest", "ProposerConfig",
@@ -92,10 +92,13 @@ def build_proposer(config: dict | BaseModel, graph: ConceptGraph | None = None, 
                    coverage: Any = None) -> BaseProposer:
     cfg = parse_proposer_config(config)
     normaliser = PhraseNormaliser(cfg.normaliser)
-    if cfg.kind in ("ontology", "model") and graph is None:
-        from ontology.loaders import load_source
+    if cfg.kind in ("ontology", "model"):
+        if graph is None:
+            from ontology.loaders import load_source
 
-        graph = load_source(cfg.source)
+            graph = load_source(cfg.source)
+        if "sampler" not in cfg.model_fields_set and cfg.source in BUNDLED_SAMPLERS:
+            cfg = cfg.model_copy(update={"sampler": SamplerSettings(**BUNDLED_SAMPLERS[cfg.source])})
     if cfg.kind == "ontology":
         return OntologySampler(graph, cfg.sampler, cfg.per_image, coverage, normaliser)
     if cfg.kind == "model":

@@ -31,6 +31,22 @@ class SamplerSettings(BaseModel):
     seed: int = 0
 
 
+# Sampler settings for the bundled ontologies (used when a config gives none).
+BUNDLED_SAMPLERS: dict[str, dict] = {
+    "shapes": {
+        "noun_root": "shape",
+        "facets": ["size", "pattern", "colour"],
+        "templates": ["{noun}", "{colour} {noun}", "{pattern} {noun}", "{size} {noun}",
+                      "{size} {pattern} {colour} {noun}"],
+    },
+    "common_objects": {
+        "noun_root": "physical_object",
+        "facets": ["colour", "material", "size"],
+        "templates": ["{noun}", "{noun}", "{colour} {noun}", "{material} {noun}", "{size} {noun}"],
+    },
+}
+
+
 def media_rng(seed: int, media_id: str) -> np.random.Generator:
     digest = hashlib.sha256(f"{seed}\x1f{media_id}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
