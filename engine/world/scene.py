@@ -137,17 +137,14 @@ def _radius(rng: np.random.Generator, size: str) -> float:
 
 def _place(rng: np.random.Generator, r: float, placed: list[tuple[float, float, float]], spread: float) -> tuple[float, float]:
     """A centre that overlaps earlier objects by at most `spread` of the radii (best of 12 tries)."""
-    best, best_cost = (0.5, 0.5), math.inf
-    for _ in range(12):
-        cx, cy = rng.uniform(0.04, 0.96, 2)
-        cost = 0.0
-        for px, py, pr in placed:
-            cost = max(cost, (pr + r) * spread - math.hypot(cx - px, cy - py))
-        if cost <= 0:
-            return float(cx), float(cy)
-        if cost < best_cost:
-            best, best_cost = (float(cx), float(cy)), cost
-    return best
+    cands = rng.uniform(0.04, 0.96, (12, 2))
+    if not placed:
+        return float(cands[0, 0]), float(cands[0, 1])
+    prev = np.asarray(placed)
+    dist = np.hypot(cands[:, None, 0] - prev[None, :, 0], cands[:, None, 1] - prev[None, :, 1])
+    cost = np.maximum(((prev[None, :, 2] + r) * spread - dist).max(axis=1), 0.0)
+    best = int(np.argmax(cost <= 0)) if (cost <= 0).any() else int(np.argmin(cost))
+    return float(cands[best, 0]), float(cands[best, 1])
 
 
 def _cluster(rng: np.random.Generator, vocab: Vocabulary) -> ObjectSpec:

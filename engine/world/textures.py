@@ -78,27 +78,29 @@ def pattern_mask(pattern: str, u: np.ndarray, v: np.ndarray, r: float) -> np.nda
 # --- backgrounds ---------------------------------------------------------------------------------
 
 
-def _interp_matrix(size: int, cells: int) -> np.ndarray:
-    """(size, cells) bilinear weights mapping control points to pixel centres."""
-    pos = (np.arange(size, dtype=np.float32) + 0.5) / size * (cells - 1)
-    i0 = np.minimum(pos.astype(np.int32), cells - 2)
-    frac = pos - i0
-    weights = np.zeros((size, cells), dtype=np.float32)
-    weights[np.arange(size), i0] = 1 - frac
-    weights[np.arange(size), i0 + 1] = frac
-    return weights
+def _interp(size: int, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear interpolation from `cells` control points to `size` pixel centres: (index, frac, weights)."""
+    key = (size, cells)
+    if key not in _INTERP:
+        pos = (np.arange(size, dtype=np.float32) + 0.5) / size * (cells - 1)
+        i0 = np.minimum(pos.astype(np.int32), cells - 2)
+        frac = pos - i0
+        weights = np.zeros((size, cells), dtype=np.float32)
+        weights[np.arange(size), i0] = 1 - frac
+        weights[np.arange(size), i0 + 1] = frac
+        _INTERP[key] = (i0, frac, weights)
+    return _INTERP[key]
 
 
-_INTERP: dict[tuple[int, int], np.ndarray] = {}
+_INTERP: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
 def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Bilinear value noise in [0, 1], (size, size) float32, `cells` control points per side."""
     grid = rng.random((cells, cells), dtype=np.float32)
-    weights = _INTERP.get((size, cells))
-    if weights is None:
-        weights = _INTERP[(size, cells)] = _interp_matrix(size, cells)
-    return weights @ grid @ weights.T
+    i0, frac, weights = _interp(size, cells)
+    cols = weights @ grid  # (size, cells): small, no BLAS threading
+    return cols[:, i0] * (1 - frac) + cols[:, i0 + 1] * frac  # interpolate along x by gathering
 
 
 def _draw_polyline(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, rgb, alpha: float) -> None:
@@ -112,15 +114,17 @@ def _draw_polyline(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, rgb, alpha: 
 def scribbles(img: np.ndarray, rng: np.random.Generator, rgb, count: int, alpha: float = 0.45) -> None:
     """Draw `count` 1-px clutter strokes (straight lines and gentle curves) onto img in place."""
     size = img.shape[1]
-    for _ in range(count):
-        x0, y0 = rng.uniform(0, size, 2)
-        length, theta = rng.uniform(0.2, 0.8) * size, rng.uniform(0, 2 * math.pi)
-        bend, freq = rng.uniform(0, 0.08) * size, rng.uniform(0.5, 2.0)
-        t = np.linspace(0, 1, int(length * 1.5) + 2, dtype=np.float32)
-        off = bend * np.sin(2 * math.pi * freq * t)
-        xs = x0 + t * length * math.cos(theta) - off * math.sin(theta)
-        ys = y0 + t * length * math.sin(theta) + off * math.cos(theta)
-        _draw_polyline(img, xs, ys, rgb, alpha)
+    x0, y0 = rng.uniform(0, size, (2, count))
+    length, theta = rng.uniform(0.2, 0.8, count) * size, rng.uniform(0, 2 * math.pi, count)
+    bend, freq = rng.uniform(0, 0.08, count) * size, rng.uniform(0.5, 2.0, count)
+    steps = (length * 1.5).astype(np.int64) + 2
+    stroke = np.repeat(np.arange(count), steps)
+    t = (np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)) / np.repeat(steps - 1, steps)
+    off = bend[stroke] * np.sin(2 * math.pi * freq[stroke] * t)
+    c, s = np.cos(theta)[stroke], np.sin(theta)[stroke]
+    xs = x0[stroke] + t * length[stroke] * c - off * s
+    ys = y0[stroke] + t * length[stroke] * s + off * c
+    _draw_polyline(img, xs, ys, rgb, alpha)
 
 
 def _planes(size: int, per_channel) -> np.ndarray:
