@@ -70,13 +70,18 @@ def upsample_masks(logits: torch.Tensor, height: int, width: int, threshold: flo
     return torch.cat(out) if out else torch.zeros((0, height, width), dtype=torch.bool, device=logits.device)
 
 
-def xyxy_to_pixel_xywh(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Normalised ``(x0, y0, x1, y1)`` → pixel ``[x, y, w, h]``, clipped to the image."""
-    scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
-    b = boxes.float() * scale
-    b[..., 0::2] = b[..., 0::2].clamp(0, width)
-    b[..., 1::2] = b[..., 1::2].clamp(0, height)
-    return torch.stack([b[..., 0], b[..., 1], b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]], dim=-1)
+def xyxy_to_pixel_xywh(boxes: torch.Tensor, width, height) -> torch.Tensor:
+    """Normalised ``(x0, y0, x1, y1)`` → pixel ``[x, y, w, h]``, clipped to the image.
+
+    ``width``/``height`` are numbers or tensors broadcasting against ``boxes[..., 0]`` (e.g. ``(N, 1)``
+    for boxes ``(N, 4)`` of images of different sizes).
+    """
+    w = torch.as_tensor(width, dtype=torch.float32, device=boxes.device)
+    h = torch.as_tensor(height, dtype=torch.float32, device=boxes.device)
+    b = boxes.float()
+    x0, x1 = (b[..., 0::2] * w).clamp(min=0).minimum(w).unbind(-1)
+    y0, y1 = (b[..., 1::2] * h).clamp(min=0).minimum(h).unbind(-1)
+    return torch.stack([x0, y0, x1 - x0, y1 - y0], dim=-1)
 
 
 def semantic_summary(semantic_logits: torch.Tensor, kept_logits: torch.Tensor,

@@ -252,11 +252,14 @@ class Predictor:
 
         img = torch.tensor([s for s, _, _ in batch], device=self.device)
         tix = torch.tensor([text["index"][p.phrase] for _, _, p in batch], device=self.device)
-        ve = type(vision)(
-            last_hidden_state=None,
-            fpn_hidden_states=tuple(f.index_select(0, img) for f in vision.fpn_hidden_states),
-            fpn_position_encoding=tuple(f.index_select(0, img) for f in vision.fpn_position_encoding),
-        )
+        n_vis = vision.fpn_hidden_states[0].shape[0]
+        if len(batch) == n_vis and all(s == i for i, (s, _, _) in enumerate(batch)):
+            ve = vision  # one pair per image, in order: no copy
+        else:
+            ve = type(vision)(
+                fpn_hidden_states=tuple(f.index_select(0, img) for f in vision.fpn_hidden_states),
+                fpn_position_encoding=tuple(f.index_select(0, img) for f in vision.fpn_position_encoding),
+            )
         kwargs: dict[str, Any] = {"vision_embeds": ve, "attention_mask": text["mask"][tix]}
         if text["feats"] is not None:
             kwargs["text_embeds"] = BaseModelOutputWithPooling(pooler_output=text["feats"][tix])
@@ -295,16 +298,15 @@ class Predictor:
         kq_t = torch.from_numpy(kq).to(self.device)
         kept = out.pred_masks[kb_t, kq_t]
         summary, agree = semantic_summary(out.semantic_seg[:, 0], kept, kb_t)
-        boxes_all = out.pred_boxes[kb_t, kq_t]
+        sizes = np.array([(results[slots[batch[b][0]]].width, results[slots[batch[b][0]]].height) for b in kb],
+                         dtype=np.float32).reshape(-1, 2)
+        wh = torch.from_numpy(sizes).to(self.device)
+        boxes = xyxy_to_pixel_xywh(out.pred_boxes[kb_t, kq_t], wh[:, 0:1], wh[:, 1:2]).cpu().numpy()
         rles: list = [None] * len(kb)
         areas = [0] * len(kb)
-        boxes = np.zeros((len(kb), 4), np.float32)
-        for s in sorted({batch[b][0] for b in kb}):
-            rows = np.nonzero([batch[b][0] == s for b in kb])[0]
-            res = results[slots[s]]
-            rows_t = torch.from_numpy(rows).to(self.device)
-            full = upsample_masks(kept[rows_t], res.height, res.width, self.mask_threshold)
-            boxes[rows] = xyxy_to_pixel_xywh(boxes_all[rows_t], res.width, res.height).cpu().numpy()
+        for w, h in sorted({(int(w), int(h)) for w, h in sizes}):  # one upsample per image size
+            rows = np.nonzero((sizes[:, 0] == w) & (sizes[:, 1] == h))[0]
+            full = upsample_masks(kept[torch.from_numpy(rows).to(self.device)], h, w, self.mask_threshold)
             if self.encode_rle:
                 enc, area = masks_to_rle(full)
             else:
