@@ -3,8 +3,9 @@
 A sample is three tar members sharing its key: `<key>.<ext>` (the original image bytes),
 `<key>.pairs.json` (a list of Pair records: phrase, label, reason, exhaustivity flags, instances
 {rle, bbox, iscrowd, source, score}, lineage) and `<key>.meta.json` (width, height, image_ext and
-the image's sha256, so a corrupt image member is detected). Shards are `<split>-%06d.tar`, rolled at
-`max_samples` or `max_bytes`, each committed atomically through the object store.
+CRC-32s of the image and pairs.json, so a corrupt member is detected). Shards are
+`<split>-%06d.tar`, rolled at `max_samples` or `max_bytes`, each committed atomically through the
+object store.
 
 The reader names the shard and member of any truncation or corruption (ShardError); with
 `skip_bad=True` it skips the bad sample (or the rest of a broken shard) and appends a
@@ -15,21 +16,19 @@ close), so plain `webdataset.WebDataset("s3://...")` works with the default stor
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import io
 import json
 import re
-import tarfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
-import webdataset as wds
 from pydantic import ValidationError
 
 from storage.errors import ShardError
 from storage.objectstore import ObjectStore, PendingWrite, default_store
 from storage.records import Pair, Sample
+from storage.tario import TarBreak, TarOut, iter_members
 
 SHARD_PATTERN = "{split}-%06d.tar"
 META_VERSION = 1
@@ -79,19 +78,20 @@ def encode_sample(sample: Sample) -> dict:
     ext = sample.image_ext.lower()
     if not _EXT_RE.match(ext) or ext == "json":
         raise ValueError(f"sample {sample.key!r}: bad image extension {sample.image_ext!r}")
+    pairs = [p.model_dump(mode="json") for p in sample.pairs]
+    pairs_json = json.dumps(pairs, ensure_ascii=False, separators=(",", ":")).encode()
     meta = {
         "v": META_VERSION,
         "width": sample.width,
         "height": sample.height,
         "image_ext": ext,
-        "sha256": hashlib.sha256(sample.image).hexdigest(),
         "n_pairs": len(sample.pairs),
+        "crc32": {ext: zlib.crc32(sample.image), "pairs.json": zlib.crc32(pairs_json)},
     }
-    pairs = [p.model_dump(mode="json") for p in sample.pairs]
     return {
         "__key__": sample.key,
-        ext: bytes(sample.image),
-        "pairs.json": json.dumps(pairs, ensure_ascii=False, separators=(",", ":")).encode(),
+        ext: sample.image,
+        "pairs.json": pairs_json,
         "meta.json": json.dumps(meta, separators=(",", ":")).encode(),
     }
 
@@ -125,7 +125,7 @@ class ShardWriter:
         self.shards: list[str] = []
         self.samples_written = 0
         self._pending: PendingWrite | None = None
-        self._tar: wds.TarWriter | None = None
+        self._tar: TarOut | None = None
         self._count = self._bytes = 0
 
     def shard_uri(self, index: int) -> str:
@@ -142,9 +142,10 @@ class ShardWriter:
             self._pending = self.store.open_write(
                 self.shard_uri(self.next_index), commit_on_close=False
             )
-            self._tar = wds.TarWriter(self._pending, encoder=False, mtime=0)
+            self._tar = TarOut(self._pending)
             self.next_index += 1
-        self._tar.write(obj)
+        key = obj["__key__"]
+        self._tar.add([(f"{key}.{k}", obj[k]) for k in sorted(obj) if k != "__key__"])
         self._count += 1
         self._bytes += size
         self.samples_written += 1
@@ -190,28 +191,6 @@ def list_shards(prefix: str, split: str, store: ObjectStore | None = None) -> li
     return [u for u in store.list(store.uri(prefix).rstrip("/") + "/") if pat.search(u)]
 
 
-class _TailReader(io.RawIOBase):
-    """Counts bytes read from a stream and keeps the last `keep` of them (to check the tar end)."""
-
-    def __init__(self, raw, keep: int = 64 * 1024):
-        self.raw, self.keep, self.total, self.tail = raw, keep, 0, b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        data = self.raw.read(len(buf))
-        n = len(data)
-        buf[:n] = data
-        self.total += n
-        self.tail = (self.tail + data)[-self.keep :]
-        return n
-
-    def at(self, offset: int, n: int) -> bytes | None:
-        start = offset - (self.total - len(self.tail))
-        return None if start < 0 else self.tail[start : start + n]
-
-
 def _decode(shard: str, key: str, members: dict[str, bytes]) -> Sample:
     names = ", ".join(f"{key}.{m}" for m in sorted(members)) or "none"
     if "meta.json" not in members or "pairs.json" not in members:
@@ -219,20 +198,17 @@ def _decode(shard: str, key: str, members: dict[str, bytes]) -> Sample:
         raise ShardError(shard, f"{key}.{missing}", f"missing member (sample has: {names})")
     try:
         meta = json.loads(members["meta.json"])
-        ext, width, height, digest = (
-            meta["image_ext"],
-            meta["width"],
-            meta["height"],
-            meta["sha256"],
-        )
+        ext, width, height = meta["image_ext"], meta["width"], meta["height"]
+        crcs = {ext: int(meta["crc32"][ext]), "pairs.json": int(meta["crc32"]["pairs.json"])}
     except (ValueError, KeyError, TypeError) as err:
-        raise ShardError(shard, f"{key}.meta.json", f"corrupt member: {err}") from None
+        raise ShardError(shard, f"{key}.meta.json", f"corrupt member: {err!r}") from None
     if ext not in members:
         raise ShardError(shard, f"{key}.{ext}", f"missing image member (sample has: {names})")
-    if hashlib.sha256(members[ext]).hexdigest() != digest:
-        raise ShardError(
-            shard, f"{key}.{ext}", "corrupt member: image bytes do not match their sha256"
-        )
+    for name, crc in crcs.items():
+        if zlib.crc32(members[name]) != crc:
+            raise ShardError(
+                shard, f"{key}.{name}", "corrupt member: bytes do not match their crc32"
+            )
     try:
         pairs = [Pair.model_validate(p) for p in json.loads(members["pairs.json"])]
     except (ValueError, TypeError, ValidationError) as err:
@@ -265,56 +241,39 @@ def read_shard(
             raise err
         sink.append(QuarantineRecord(uri, err.member, key, err.reason))
 
-    key, members, last = None, {}, None
-    with store.open_read(uri) as raw:
-        tail = _TailReader(raw)
+    key: str | None = None
+    members: dict[str, bytes] = {}
+    with store.open_read(uri) as f:
         try:
-            tf = tarfile.open(fileobj=io.BufferedReader(tail, 256 * 1024), mode="r|")
-            for info in tf:
-                if not info.isreg():
-                    continue
-                folder, _, fname = info.name.rpartition("/")
-                base, _, ext = fname.partition(".")
-                k = f"{folder}/{base}" if folder else base
+            for name, data in iter_members(f):
+                k, ext = _split_name(name)
                 if k != key:
                     if key is not None:
                         yield from _emit(uri, key, members, fail)
                     key, members = k, {}
-                last = info.name
-                data = tf.extractfile(info).read()
-                if len(data) != info.size:
-                    raise tarfile.ReadError(
-                        f"unexpected end of data ({len(data)} of {info.size} bytes)"
-                    )
-                tf.members = []
                 members[ext.lower()] = data
-            end = tf.offset
-            while tail.readinto(bytearray(1 << 16)):
-                pass
-        except (tarfile.TarError, EOFError, OSError) as err:
-            fail(ShardError(uri, last, f"truncated or corrupt shard: {err}"), key)
-            return
-    trailer = tail.at(end, 2 * _BLOCK)
-    broken = None
-    if trailer is None or len(trailer) < 2 * _BLOCK or trailer.strip(b"\0"):
-        short = trailer is None or len(trailer) < 2 * _BLOCK
-        why = "truncated shard" if short else "corrupt tar header"
-        where = "after this member " if last else ""
-        broken = ShardError(
-            uri,
-            last,
-            f"{why}: no valid tar header or end-of-archive {where}(byte {end} of {tail.total})",
-        )
-    if key is not None:
-        if broken is None:
-            yield from _emit(uri, key, members, fail)
-        else:  # a cut at a member boundary: the last sample may still be whole
+        except TarBreak as brk:
+            # a cut at a member boundary can leave the last sample whole: keep it if it checks out
             try:
-                yield _decode(uri, key, members)
+                sample = _decode(uri, key, members) if key is not None else None
             except ShardError:
-                pass
-    if broken is not None:
-        fail(broken, key)
+                sample = None
+            if sample is not None:
+                yield sample
+            fail(
+                ShardError(uri, brk.member, str(brk)),
+                _split_name(brk.member)[0] if brk.member else key,
+            )
+            return
+    if key is not None:
+        yield from _emit(uri, key, members, fail)
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """webdataset's split of a member name: key = path up to the first dot of the file name."""
+    folder, _, fname = name.rpartition("/")
+    base, _, ext = fname.partition(".")
+    return (f"{folder}/{base}" if folder else base), ext
 
 
 def _emit(uri, key, members, fail) -> Iterator[Sample]:
