@@ -23,6 +23,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ontology.graph import ConceptGraph, OntologyError
 from ontology.loaders.common import BuildReport, RawConcept, build_graph, restrict_to_roots
@@ -36,8 +37,7 @@ class WikidataLineError(OntologyError):
         self.path, self.lineno, self.reason = path, lineno, reason
 
 
-@dataclass(frozen=True)
-class WikidataRecord:
+class WikidataRecord(NamedTuple):
     id: str
     label: str
     aliases: tuple[str, ...] = ()
@@ -61,12 +61,12 @@ class LineErrors:
             self.first.append((lineno, reason))
 
 
-def _open(path: Path) -> io.TextIOBase:
+def _open(path: Path) -> io.BufferedIOBase:
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
+        return gzip.open(path, "rb")
     if path.suffix == ".bz2":
-        return bz2.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+        return bz2.open(path, "rb")
+    return path.open("rb", buffering=1 << 20)
 
 
 def _claim_ids(claims: dict, prop: str) -> tuple[str, ...]:
@@ -84,25 +84,32 @@ def _claim_ids(claims: dict, prop: str) -> tuple[str, ...]:
 def _str_tuple(value: object, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if type(value) is not list:
         raise ValueError(f"{what!r} must be a list of strings")
+    for v in value:
+        if type(v) is not str:
+            raise ValueError(f"{what!r} must be a list of strings")
     return tuple(value)
+
+
+_decode = json.JSONDecoder().decode
 
 
 def parse_line(line: str, lang: str = "en", lineno: int = 0) -> WikidataRecord | None:
     """One record from one line; None for array brackets, blank lines and items without a label."""
-    text = line.strip()
-    if text in ("", "[", "]"):
-        return None
+    text = line.rstrip()
     if text.endswith(","):
         text = text[:-1]
-    doc = json.loads(text)
-    if not isinstance(doc, dict):
+    if len(text) < 2:
+        if text.strip() in ("", "[", "]"):
+            return None
+    doc = _decode(text)
+    if type(doc) is not dict:
         raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
     qid = doc.get("id")
-    if not isinstance(qid, str) or not qid:
+    if type(qid) is not str or not qid:
         raise ValueError("missing 'id'")
-    if "claims" in doc or isinstance(doc.get("labels"), dict):  # official dump entity
+    if "claims" in doc or "labels" in doc:  # official dump entity
         label = ((doc.get("labels") or {}).get(lang) or {}).get("value", "")
         aliases = tuple(a.get("value", "") for a in (doc.get("aliases") or {}).get(lang, ()) or ())
         desc = ((doc.get("descriptions") or {}).get(lang) or {}).get("value", "")
@@ -110,12 +117,14 @@ def parse_line(line: str, lang: str = "en", lineno: int = 0) -> WikidataRecord |
         sub, inst = _claim_ids(claims, "P279"), _claim_ids(claims, "P31")
     else:
         label = doc.get("label", "")
-        if not isinstance(label, str):
+        if type(label) is not str:
             raise ValueError("'label' must be a string")
         aliases = _str_tuple(doc.get("aliases"), "aliases")
         sub = _str_tuple(doc.get("subclass_of"), "subclass_of")
         inst = _str_tuple(doc.get("instance_of"), "instance_of")
-        desc = doc.get("description", "") if isinstance(doc.get("description"), str) else ""
+        desc = doc.get("description") or ""
+        if type(desc) is not str:
+            desc = ""
     if not label:
         return None
     return WikidataRecord(qid, label, aliases, sub, inst, desc, lineno)
@@ -130,24 +139,25 @@ def iter_wikidata(
         fh = _open(path)
     except OSError as err:
         raise OntologyError(f"cannot read Wikidata file {path}: {err}") from None
+    lineno = 0
     with fh:
-        lineno = 0
+        lines = iter(fh)
         while True:
             try:
-                line = fh.readline()
-            except (UnicodeDecodeError, EOFError, OSError) as err:
-                reason = f"unreadable ({type(err).__name__}: {err})"
+                raw = next(lines)
+            except StopIteration:
+                return
+            except (EOFError, OSError) as err:  # truncated or corrupt compressed stream
+                reason = f"unreadable after this line ({type(err).__name__}: {err})"
                 if errors is None:
                     raise WikidataLineError(str(path), lineno + 1, reason) from None
                 errors.add(lineno + 1, reason)
                 return
-            if not line:
-                return
             lineno += 1
             try:
-                record = parse_line(line, lang, lineno)
-            except (ValueError, AttributeError, TypeError) as err:
-                reason = f"malformed line ({err})"
+                record = parse_line(raw.decode("utf-8"), lang, lineno)
+            except (ValueError, AttributeError, TypeError) as err:  # UnicodeDecodeError is a ValueError
+                reason = f"malformed line ({type(err).__name__}: {err})"[:300]
                 if errors is None:
                     raise WikidataLineError(str(path), lineno, reason) from None
                 errors.add(lineno, reason)
