@@ -136,28 +136,6 @@ class PendingWrite(io.RawIOBase):
                 os.unlink(self._tmp)
 
 
-class _S3Body(io.RawIOBase):
-    """A raw stream over a botocore StreamingBody, so reads can be buffered and streamed."""
-
-    def __init__(self, body, uri: str, endpoint: str | None):
-        self._body, self._uri, self._endpoint = body, uri, endpoint
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        try:
-            chunk = self._body.read(len(buf))
-        except Exception as err:  # noqa: BLE001 - translated with the URI
-            raise s3mod.translate(err, self._uri, self._endpoint) from err
-        buf[: len(chunk)] = chunk
-        return len(chunk)
-
-    def close(self) -> None:
-        self._body.close()
-        super().close()
-
-
 def _local_error(err: OSError, uri: str) -> StorageError:
     if isinstance(err, FileNotFoundError):
         return NotFoundError(uri, "no such file")
@@ -253,7 +231,7 @@ class ObjectStore:
                 raise _local_error(err, loc.uri) from err
         self._need_key(loc)
         resp = self._s3_call(loc, self.client.get_object, Bucket=loc.bucket, Key=loc.path)
-        return io.BufferedReader(_S3Body(resp["Body"], loc.uri, self.endpoint), 1024 * 1024)
+        return io.BufferedReader(s3mod.BodyStream(resp["Body"], loc.uri, self.endpoint), 1 << 20)
 
     def read_bytes(self, ref) -> bytes:
         with self.open_read(ref) as f:
@@ -338,40 +316,10 @@ class ObjectStore:
         return f.uri
 
     def _s3_put(self, loc: Location, fh, size: int) -> None:
-        c, part = self.client, self.s3_config.part_size
-        if size <= part:
-            self._s3_call(loc, c.put_object, Bucket=loc.bucket, Key=loc.path, Body=fh.read())
-            return
-        up = self._s3_call(loc, c.create_multipart_upload, Bucket=loc.bucket, Key=loc.path)
-        uid, parts = up["UploadId"], []
-        try:
-            n = 1
-            while chunk := fh.read(part):
-                r = self._s3_call(
-                    loc,
-                    c.upload_part,
-                    Bucket=loc.bucket,
-                    Key=loc.path,
-                    UploadId=uid,
-                    PartNumber=n,
-                    Body=chunk,
-                )
-                parts.append({"PartNumber": n, "ETag": r["ETag"]})
-                n += 1
-            self._s3_call(
-                loc,
-                c.complete_multipart_upload,
-                Bucket=loc.bucket,
-                Key=loc.path,
-                UploadId=uid,
-                MultipartUpload={"Parts": parts},
-            )
-        except BaseException:
-            try:
-                c.abort_multipart_upload(Bucket=loc.bucket, Key=loc.path, UploadId=uid)
-            except Exception:  # noqa: BLE001 - the original error matters more
-                pass
-            raise
+        def call(fn, **kw):
+            return self._s3_call(loc, fn, Bucket=loc.bucket, Key=loc.path, **kw)
+
+        s3mod.put_stream(self.client, call, fh, size, self.s3_config.part_size)
 
     def delete(self, ref, missing_ok: bool = True) -> None:
         loc = self.locate(ref)

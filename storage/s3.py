@@ -3,11 +3,13 @@
 `S3Config` holds endpoint, region and credentials; fields left empty fall back to the standard AWS
 environment variables (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) and then to boto3's own chain.
-`translate()` maps a botocore exception to the StorageError subclass that says what went wrong.
+`translate()` maps a botocore exception to the StorageError subclass that says what went wrong;
+`BodyStream` streams a GET body; `put_stream()` uploads in one put or an all-or-nothing multipart.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 
@@ -135,3 +137,51 @@ def is_client_error(exc: BaseException) -> bool:
     from botocore import exceptions as bx
 
     return isinstance(exc, bx.BotoCoreError | bx.ClientError)
+
+
+class BodyStream(io.RawIOBase):
+    """A raw stream over a botocore StreamingBody, so reads can be buffered and streamed."""
+
+    def __init__(self, body, uri: str, endpoint: str | None):
+        self._body, self._uri, self._endpoint = body, uri, endpoint
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        try:
+            chunk = self._body.read(len(buf))
+        except Exception as err:  # noqa: BLE001 - translated with the URI
+            raise translate(err, self._uri, self._endpoint) from err
+        buf[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+def put_stream(client, call, fh, size: int, part_size: int) -> None:
+    """Upload `size` bytes from `fh`: one put_object, or a multipart upload for big objects.
+
+    Either way the object appears only when complete (put_object, or complete_multipart_upload);
+    a failed multipart upload is aborted. `call(fn, **kw)` runs a client method with Bucket/Key
+    filled in and errors translated.
+    """
+    if size <= part_size:
+        call(client.put_object, Body=fh.read())
+        return
+    uid = call(client.create_multipart_upload)["UploadId"]
+    parts = []
+    try:
+        while chunk := fh.read(part_size):
+            n = len(parts) + 1
+            r = call(client.upload_part, UploadId=uid, PartNumber=n, Body=chunk)
+            parts.append({"PartNumber": n, "ETag": r["ETag"]})
+        call(client.complete_multipart_upload, UploadId=uid, MultipartUpload={"Parts": parts})
+    except BaseException:
+        try:
+            call(client.abort_multipart_upload, UploadId=uid)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
+        raise

@@ -27,6 +27,10 @@ UNIT_STATUSES = ("pending", "running", "done", "failed")
 TASK_STATUSES = ("queued", "claimed", "done", "cancelled")
 
 
+class StateError(LookupError):
+    """A state-store request that cannot be met (unknown campaign, task not claimed, ...)."""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -111,6 +111,17 @@ def weed_binary() -> str:
     return found
 
 
+def _retry(start, attempts: int = 3):
+    """Run `start()` again when it fails (a free port can be taken before the server binds it)."""
+    for attempt in range(attempts):
+        try:
+            return start()
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+
+
 def start_seaweedfs(
     access_key: str = "sam3-test-key",
     secret_key: str = "sam3-test-secret",
@@ -118,6 +129,12 @@ def start_seaweedfs(
     timeout: float = _TIMEOUT_S,
 ) -> SeaweedFS:
     """Start `weed mini` on free ports with enforced S3 credentials; create `buckets`."""
+    return _retry(lambda: _start_seaweedfs(access_key, secret_key, buckets, timeout))
+
+
+def _start_seaweedfs(
+    access_key: str, secret_key: str, buckets: tuple[str, ...], timeout: float
+) -> SeaweedFS:
     work = tempfile.mkdtemp(prefix="sam3-weed-")
     for sub in ("data", "log", "tmp"):
         os.makedirs(os.path.join(work, sub))
@@ -273,6 +290,10 @@ def postgres_bindir() -> str:
 
 def start_postgres(timeout: float = _TIMEOUT_S) -> Postgres:
     """initdb a fresh cluster in a temp dir and start the postmaster on a free port."""
+    return _retry(lambda: _start_postgres(timeout))
+
+
+def _start_postgres(timeout: float) -> Postgres:
     bindir = postgres_bindir()
     work = tempfile.mkdtemp(prefix="sam3-pg-")
     data = os.path.join(work, "data")
@@ -284,44 +305,18 @@ def start_postgres(timeout: float = _TIMEOUT_S) -> Postgres:
         os.chown(work, pw.pw_uid, pw.pw_gid)
         run_as = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
         prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        prefix
-        + [
-            f"{bindir}/initdb",
-            "-D",
-            data,
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-        cwd=work,
-    )
+    initdb = [f"{bindir}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]
+    done = subprocess.run(prefix + initdb + ["-E", "UTF8"], capture_output=True, cwd=work)
+    if done.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        err = (done.stderr or done.stdout).decode("utf-8", "replace")[-2000:]
+        raise RuntimeError(f"initdb failed ({done.returncode}): {err}")
     port = free_ports(1)[0]
     log = open(os.path.join(work, "postgres.log"), "wb")
     proc = subprocess.Popen(
-        [
-            f"{bindir}/postgres",
-            "-D",
-            data,
-            "-k",
-            work,
-            "-p",
-            str(port),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ],
+        [f"{bindir}/postgres", "-D", data, "-k", work, "-p", str(port)]
+        + ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+        + ["-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
         cwd=work,
         stdout=log,
         stderr=subprocess.STDOUT,
