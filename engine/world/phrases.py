@@ -76,6 +76,7 @@ class Semantics:
             if len(roots) == 1:
                 self._facet_of[node.id] = roots.pop()
         self.parse = lru_cache(maxsize=65536)(self._parse)  # type: ignore[method-assign]
+        self._lattice = lru_cache(maxsize=65536)(self._lattice_uncached)
 
     # --- parsing ---------------------------------------------------------------------------------
     def _lookup(self, words: Sequence[str]) -> str | None:
@@ -156,18 +157,21 @@ class Semantics:
         up = [a for a in self.graph.ancestors(nid) if a != root and a in self._closure[root]]
         return [nid, *sorted(up, key=lambda a: (-len(self.graph.ancestors(a)), a))]
 
-    def concepts_of(self, attrs: Mapping[str, str]) -> set[Concept]:
+    def concepts_of(self, attrs: Mapping[str, str]) -> frozenset[Concept]:
         """Every concept an instance with these attributes satisfies (the full lattice)."""
-        nouns = [*self._chain(attrs[self.head], self.head), self.head]
-        options = [[None, *self._chain(attrs[f], f)] for f in self.facets]
-        return {Concept(noun, **dict(zip(self.facets, mods)))
-                for noun in nouns for mods in itertools.product(*options)}
+        return self._lattice(tuple(attrs[a] for a in (self.head, *self.facets)))
+
+    def _lattice_uncached(self, kind: tuple[str, ...]) -> frozenset[Concept]:
+        nouns = [*self._chain(kind[0], self.head), self.head]
+        options = [[None, *self._chain(value, f)] for f, value in zip(self.facets, kind[1:])]
+        return frozenset(Concept(noun, **dict(zip(self.facets, mods)))
+                         for noun in nouns for mods in itertools.product(*options))
 
     def present_concepts(self, objects: Iterable) -> set[Concept]:
         """Every concept at least one object satisfies: `c in present` <=> c is positive."""
         out: set[Concept] = set()
         for kind in {tuple(o.attrs[a] for a in (self.head, *self.facets)) for o in objects}:
-            out |= self.concepts_of(dict(zip((self.head, *self.facets), kind)))
+            out |= self._lattice(kind)
         return out
 
     def positive_concepts(self, objects: Iterable, mode: str = "standard") -> list[Concept]:
@@ -194,12 +198,13 @@ class Semantics:
         leaves = vocab.shape if self._facet_of[nid] == self.head else vocab.values(self._facet_of[nid])
         return bool(self._closure[nid] & set(leaves))
 
-    def hard_negative_concepts(self, objects: Sequence, domain: str) -> list[Concept]:
+    def hard_negative_concepts(self, objects: Sequence, domain: str,
+                               present: set[Concept] | None = None) -> list[Concept]:
         """Absent phrases close to present ones (siblings, one swapped attribute, recombinations)."""
         vocab = vocabulary(domain)
-        present = {tuple(o.attrs[k] for k in (self.head, *self.facets)) for o in objects}
+        kinds = {tuple(o.attrs[k] for k in (self.head, *self.facets)) for o in objects}
         cands: set[Concept] = set()
-        for shape, *values in present:
+        for shape, *values in kinds:
             attrs = dict(zip(self.facets, values))
             for noun in self._chain(shape, self.head):
                 for sib in self.graph.siblings(noun):
@@ -211,10 +216,11 @@ class Semantics:
                     if other != attrs[facet]:
                         cands.add(Concept(shape, **{facet: other}))
                         cands.add(Concept(shape, **{**attrs, facet: other}))
-        colours = {k[1 + self.facets.index("colour")] for k in present}
-        for shape in {k[0] for k in present}:
+        colours = {k[1 + self.facets.index("colour")] for k in kinds}
+        for shape in {k[0] for k in kinds}:
             cands.update(Concept(shape, colour=c) for c in colours)
-        return sorted(cands - self.present_concepts(objects), key=self.text)
+        present = self.present_concepts(objects) if present is None else present
+        return sorted(cands - present, key=self.text)
 
     def random_concept(self, rng: np.random.Generator, domain: str) -> Concept:
         vocab = vocabulary(domain)
@@ -229,14 +235,14 @@ class Semantics:
         """k absent concepts: up to ceil(k * hard_fraction) hard ones, then random ones; (concept, is_hard)."""
         if k <= 0:
             return []
-        hard = self.hard_negative_concepts(objects, domain)
+        present = self.present_concepts(objects)
+        hard = self.hard_negative_concepts(objects, domain, present)
         order = rng.permutation(len(hard))
         hard = [hard[i] for i in order]
         n_hard = min(len(hard), math.ceil(k * hard_fraction))
         chosen: list[tuple[Concept, bool]] = [(c, True) for c in hard[:n_hard]]
         seen = {c for c, _ in chosen}
         hard_set = set(hard)
-        present = self.present_concepts(objects)
         tries = 0
         while len(chosen) < k and tries < 40 * k:
             tries += 1

@@ -254,10 +254,9 @@ def paint(image: np.ndarray, labels: np.ndarray, drawn: list[_Drawn], ids: list[
         dark = second_tone(base)
         for ras in d.rasters:
             sl = ras.slices
-            second = pattern_mask(d.spec.pattern, ras.u, ras.v, ras.r)
+            second = pattern_mask(d.spec.pattern, ras.u, ras.v, ras.r)[ras.mask]
             for c in range(3):
-                plane = image[c][sl]
-                plane[ras.mask] = np.where(second, dark[c], base[c])[ras.mask]
+                image[c][sl][ras.mask] = np.where(second, dark[c], base[c])
             labels[sl][ras.mask] = obj_id
 
 

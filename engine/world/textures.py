@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from PIL import Image
 
 PatternFn = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 
@@ -78,29 +79,10 @@ def pattern_mask(pattern: str, u: np.ndarray, v: np.ndarray, r: float) -> np.nda
 # --- backgrounds ---------------------------------------------------------------------------------
 
 
-def _interp(size: int, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear interpolation from `cells` control points to `size` pixel centres: (index, frac, weights)."""
-    key = (size, cells)
-    if key not in _INTERP:
-        pos = (np.arange(size, dtype=np.float32) + 0.5) / size * (cells - 1)
-        i0 = np.minimum(pos.astype(np.int32), cells - 2)
-        frac = pos - i0
-        weights = np.zeros((size, cells), dtype=np.float32)
-        weights[np.arange(size), i0] = 1 - frac
-        weights[np.arange(size), i0 + 1] = frac
-        _INTERP[key] = (i0, frac, weights)
-    return _INTERP[key]
-
-
-_INTERP: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-
 def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Bilinear value noise in [0, 1], (size, size) float32, `cells` control points per side."""
     grid = rng.random((cells, cells), dtype=np.float32)
-    i0, frac, weights = _interp(size, cells)
-    cols = weights @ grid  # (size, cells): small, no BLAS threading
-    return cols[:, i0] * (1 - frac) + cols[:, i0 + 1] * frac  # interpolate along x by gathering
+    return np.asarray(Image.fromarray(grid).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def _draw_polyline(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, rgb, alpha: float) -> None:
