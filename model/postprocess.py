@@ -19,23 +19,27 @@ import numpy as np
 import torch
 
 
-def _encode_counts(counts: np.ndarray) -> str:
-    """COCO's compressed string for run-length counts (pycocotools ``rleToString``, vectorised).
+def _encode_counts(counts: list[np.ndarray]) -> list[str]:
+    """COCO's compressed strings for run-length counts (pycocotools ``rleToString``), vectorised.
 
-    Each count (minus the count two before it, from the fourth on) is written as 5-bit groups, low
-    first, ``0x20`` marking "more follows", offset by 48 into printable ASCII.
+    Each count (minus the count two before it, from a mask's fourth count on) is written as 5-bit
+    groups, low first, ``0x20`` marking "more follows", offset by 48 into printable ASCII.
     """
-    c = np.asarray(counts, dtype=np.int64)
+    lengths = np.array([len(c) for c in counts])
+    c = np.concatenate(counts).astype(np.int64)
+    local = np.arange(c.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     x = c.copy()
-    x[3:] -= c[1:-2]
+    later = np.nonzero(local >= 3)[0]
+    x[later] -= c[later - 2]
     shifts = 5 * np.arange(8, dtype=np.int64)
     groups = (x[:, None] >> shifts) & 0x1F
     rest = x[:, None] >> (shifts + 5)
     more = np.where(groups & 0x10, rest != -1, rest != 0)
     nchars = np.argmax(~more, axis=1) + 1
     chars = groups | (more.astype(np.int64) << 5)
-    keep = np.arange(8)[None, :] < nchars[:, None]
-    return (chars[keep] + 48).astype(np.uint8).tobytes().decode("ascii")
+    text = (chars[np.arange(8)[None, :] < nchars[:, None]] + 48).astype(np.uint8).tobytes().decode("ascii")
+    ends = np.cumsum(np.add.reduceat(nchars, np.cumsum(lengths) - lengths))
+    return [text[a:b] for a, b in zip(np.concatenate(([0], ends[:-1])), ends)]
 
 
 def masks_to_rle(masks: torch.Tensor) -> tuple[list[dict], list[int]]:
@@ -46,17 +50,17 @@ def masks_to_rle(masks: torch.Tensor) -> tuple[list[dict], list[int]]:
     flat = masks.transpose(1, 2).reshape(n, h * w)  # COCO runs go down columns (Fortran order)
     change = (flat[:, 1:] != flat[:, :-1]).nonzero()
     first = flat[:, 0]
-    area = flat.sum(dim=1, dtype=torch.int64)
-    change, first, area = change.cpu().numpy(), first.cpu().numpy(), area.cpu().numpy()
+    change, first = change.cpu().numpy(), first.cpu().numpy()
     starts = np.searchsorted(change[:, 0], np.arange(n + 1))
-    out = []
+    all_counts, areas = [], []
     for i in range(n):
         bounds = np.concatenate(([0], change[starts[i]:starts[i + 1], 1] + 1, [h * w]))
         counts = np.diff(bounds)
         if first[i]:
             counts = np.concatenate(([0], counts))
-        out.append({"size": [h, w], "counts": _encode_counts(counts)})
-    return out, [int(a) for a in area]
+        all_counts.append(counts)
+        areas.append(int(counts[1::2].sum()))
+    return [{"size": [h, w], "counts": s} for s in _encode_counts(all_counts)], areas
 
 
 def upsample_masks(logits: torch.Tensor, height: int, width: int, threshold: float = 0.5,

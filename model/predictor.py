@@ -241,10 +241,10 @@ class Predictor:
         feats = None
         if self._text_embeds:
             step = max(self.batch_size, 64)
-            feats = torch.cat([
-                self.model.get_text_features(input_ids=ids[j:j + step], attention_mask=mask[j:j + step]).pooler_output
-                for j in range(0, len(phrases), step)
-            ])
+            parts = [self.model.get_text_features(input_ids=ids[j:j + step], attention_mask=mask[j:j + step])
+                     for j in range(0, len(phrases), step)]
+            if all(hasattr(o, "pooler_output") for o in parts):  # else: an API without reusable text
+                feats = torch.cat([o.pooler_output for o in parts])
         return {"index": {p: i for i, p in enumerate(phrases)}, "ids": ids, "mask": mask, "feats": feats}
 
     def _forward(self, batch, vision, text, chunk, slots, results):

@@ -143,7 +143,7 @@ def build_full(seed: int = 0, device: str | torch.device = "cpu", dtype: torch.d
     torch.manual_seed(seed)
     with torch.device(device):  # initialise in place on the GPU: much faster than on CPU
         model = Sam3Model(config)
-    model = model.eval().to(dtype=dtype)
+    model = model.eval().to(device=device, dtype=dtype)  # buffers made with an explicit device too
     tok = build_tokenizer(max_length=MAX_TEXT_LEN)
     return LoadedModel(model=model, tokenizer=tok, image_size=_config_image_size(config), preset="full")
 

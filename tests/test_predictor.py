@@ -165,3 +165,25 @@ def test_rle_matches_pycocotools():
             ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
             assert rle["counts"] == ref["counts"].decode() and rle["size"] == list(m.shape)
             assert area == m.sum()
+
+
+def test_gpu_import_chain_needs_no_pycocotools_ray_webdataset_typer():
+    """The GPU image lacks these packages: the predictor and its bench must import without them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('pycocotools', 'ray', 'webdataset', 'typer', 'airflow'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.argv = ['bench']\n"
+        "import model.presets, model.predictor, model.preprocess, model.postprocess\n"
+        "sys.path.insert(0, 'bench'); import predictor\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
