@@ -35,7 +35,8 @@ class HumanTask(BaseModel):
     kind: TaskKind
     media_id: str
     phrase: str
-    masks: list[Instance] = Field(default_factory=list, description="mv: the one mask; ev/correction: current masks")
+    masks: list[Instance] = Field(default_factory=list,
+                                  description="mv: the one mask; ev/correction: current masks")
     raters: int = Field(1, ge=1, le=16, description="independent judgements wanted")
     ai_assisted: bool = Field(False, description="the human sees AI verifier labels (phases 2+): faster")
 

@@ -9,8 +9,8 @@ results are deterministic and independent of submission order. Behaviour (`Annot
   or `reject_unseparated` when only crowd instances are missing. With probability `ev_error_rate`
   the answer is wrong (accept <-> reject).
 - Correction: the GT instances, each with boundary noise (dilated or eroded by 0..`boundary_px`
-  pixels, never losing more than half of it), and each small separable instance (area < `small_area_fraction` of the image) missed with
-  probability `miss_small_rate`; crowd instances stay crowd masks. No instances -> `negative`.
+  pixels, never losing more than half of it), and each small separable instance (area under
+  `small_area_fraction` of the image) missed with probability `miss_small_rate`; crowd instances stay crowd masks. No instances -> `negative`.
 - Phrases: a phrase in `flag_words` gets `flag_label`, one in `whole_image_words` gets `whole_image`;
   a phrase the world cannot ground gets MV `reject`, EV `ungroundable`, correction `dropped`.
   `accept_as_text` never occurs (the world has no text).
@@ -127,7 +127,8 @@ class SimulatedAnnotators:
     def judge(self, task: HumanTask, rater: int = 0) -> HumanResult:
         """One rater's judgement of a task (pure: the same task and rater give the same result)."""
         rng = self.rng(task.task_id, rater)
-        label, instances, reason = {"mv": self._mv, "ev": self._ev, "correction": self._correct}[task.kind](task, rng)
+        judge = {"mv": self._mv, "ev": self._ev, "correction": self._correct}[task.kind]
+        label, instances, reason = judge(task, rng)
         n_instances = len(instances) if task.kind == "correction" else 0
         seconds = self.time_model.sample(task.kind, rng, task.ai_assisted, n_instances)
         self.seconds_spent += seconds
@@ -174,7 +175,8 @@ class SimulatedAnnotators:
         missing_separable = missing_crowd = 0
         for g in gts:
             if g.iscrowd:
-                covered = union is not None and np.count_nonzero(union & g.mask) >= self.profile.ev_cover_iou * g.area
+                overlap = 0 if union is None else np.count_nonzero(union & g.mask)
+                covered = overlap >= self.profile.ev_cover_iou * g.area
                 missing_crowd += not covered
             else:
                 covered = any(iou(m, g.mask) >= self.profile.ev_cover_iou for m in masks)

@@ -46,7 +46,8 @@ class TimeModel:
             return self.correction_base + self.correction_per_instance * max(0, n_instances)
         raise ValueError(f"unknown task kind {kind!r} (mv, ev, correction)")
 
-    def sample(self, kind: str, rng: np.random.Generator, ai_assisted: bool = False, n_instances: int = 0) -> float:
+    def sample(self, kind: str, rng: np.random.Generator, ai_assisted: bool = False,
+               n_instances: int = 0) -> float:
         mean = self.expected(kind, ai_assisted, n_instances)
         if self.spread <= 0:
             return mean
@@ -58,7 +59,8 @@ class TimeModel:
         ev = self.expected("ev", ai_assisted)
         if not positive:
             return ev
-        return n_masks * self.expected("mv", ai_assisted) + ev + self.expected("correction", n_instances=n_instances)
+        correction = self.expected("correction", n_instances=n_instances)
+        return n_masks * self.expected("mv", ai_assisted) + ev + correction
 
     def mix_seconds(self, positive_fraction: float, ai_assisted: bool = False) -> float:
         """Expected seconds per pair of a mix of reference positives and negatives."""

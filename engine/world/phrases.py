@@ -77,6 +77,7 @@ class Semantics:
                 self._facet_of[node.id] = roots.pop()
         self.parse = lru_cache(maxsize=65536)(self._parse)  # type: ignore[method-assign]
         self._lattice = lru_cache(maxsize=65536)(self._lattice_uncached)
+        self._text: dict[Concept, str] = {}
 
     # --- parsing ---------------------------------------------------------------------------------
     def _lookup(self, words: Sequence[str]) -> str | None:
@@ -107,7 +108,8 @@ class Semantics:
                     i += span
                     break
             else:
-                raise PhraseParseError(f"phrase {phrase!r}: unknown word {words[i]!r} (not in the {self.graph.name} ontology)")
+                raise PhraseParseError(
+                    f"phrase {phrase!r}: unknown word {words[i]!r} (not in the {self.graph.name} ontology)")
         mods: dict[str, str] = {}
         head: str | None = None
         for pos, (surface, nid) in enumerate(found):
@@ -130,6 +132,12 @@ class Semantics:
 
     def text(self, concept: Concept) -> str:
         """The canonical phrase: modifiers in size, pattern, colour order, then the noun."""
+        cached = self._text.get(concept)
+        if cached is None:
+            cached = self._text[concept] = self._text_uncached(concept)
+        return cached
+
+    def _text_uncached(self, concept: Concept) -> str:
         words = [self.graph.node(getattr(concept, f)).name for f in self.facets if getattr(concept, f)]
         return " ".join((*words, self.graph.node(concept.head).name))
 
@@ -224,7 +232,8 @@ class Semantics:
 
     def random_concept(self, rng: np.random.Generator, domain: str) -> Concept:
         vocab = vocabulary(domain)
-        categories = [n for n in sorted(self._closure[self.head]) if n not in vocab.shape and self._in_domain(n, domain)]
+        categories = [n for n in sorted(self._closure[self.head])
+                      if n not in vocab.shape and self._in_domain(n, domain)]
         nouns = [*vocab.shape, *vocab.shape, *categories]  # leaves twice as likely as categories
         mods = {f: (vocab.values(f)[int(rng.integers(len(vocab.values(f))))] if rng.random() < 0.5 else None)
                 for f in self.facets}

@@ -71,7 +71,8 @@ def scene_sample(scene: Scene, negatives_per_image: int = 16, **kwargs) -> Sampl
                   pairs=scene_pairs(scene, negatives_per_image, **kwargs))
 
 
-def generate_scenes(n: int, seed: int, domain: str = "base", image_size: int = 224, start: int = 0) -> Iterator[Scene]:
+def generate_scenes(n: int, seed: int, domain: str = "base", image_size: int = 224,
+                    start: int = 0) -> Iterator[Scene]:
     """Scenes start .. start+n-1 of the world with this seed (image i never depends on n)."""
     if n < 0:
         raise ValueError(f"number of images must be non-negative, got {n!r}")
@@ -137,7 +138,8 @@ class WorldOracle:
 
     def instances(self, media_id: str, phrase: str) -> list[GTInstance]:
         scene = self.scene(media_id)
-        return [GTInstance(o.id, scene.mask(o.id), o.iscrowd, o.area, o.attrs) for o in self.objects(media_id, phrase)]
+        return [GTInstance(o.id, scene.mask(o.id), o.iscrowd, o.area, o.attrs)
+                for o in self.objects(media_id, phrase)]
 
     def image_size(self, media_id: str) -> tuple[int, int]:
         size = parse_media_key(media_id)[1]

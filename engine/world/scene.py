@@ -41,7 +41,8 @@ def parse_media_key(key: str) -> tuple[str, int, int, int]:
     """(domain, image_size, seed, index) of a world media id; ValueError naming the key otherwise."""
     m = _KEY_RE.match(key)
     if not m:
-        raise ValueError(f"{key!r} is not a shapes-world media id (expected shapes-<domain>-<size>-<seed>-<index>)")
+        raise ValueError(
+            f"{key!r} is not a shapes-world media id (expected shapes-<domain>-<size>-<seed>-<index>)")
     return m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
 
 
@@ -135,7 +136,8 @@ def _radius(rng: np.random.Generator, size: str) -> float:
     return float(rng.uniform(lo, hi))
 
 
-def _place(rng: np.random.Generator, r: float, placed: list[tuple[float, float, float]], spread: float) -> tuple[float, float]:
+def _place(rng: np.random.Generator, r: float, placed: list[tuple[float, float, float]],
+           spread: float) -> tuple[float, float]:
     """A centre that overlaps earlier objects by at most `spread` of the radii (best of 12 tries)."""
     cands = rng.uniform(0.04, 0.96, (12, 2))
     if not placed:
@@ -250,7 +252,8 @@ def paint(image: np.ndarray, labels: np.ndarray, drawn: list[_Drawn], ids: list[
     """Draw objects bottom to top into image (3, H, W float32) and labels (default id: position + 1)."""
     ids = ids if ids is not None else list(range(1, len(drawn) + 1))
     for obj_id, d in zip(ids, drawn):
-        base = np.clip(np.asarray(COLOURS_RGB[d.spec.colour], np.float32) + np.asarray(d.spec.tint, np.float32), 0, 255)
+        rgb = np.asarray(COLOURS_RGB[d.spec.colour], np.float32) + np.asarray(d.spec.tint, np.float32)
+        base = np.clip(rgb, 0, 255)
         dark = second_tone(base)
         for ras in d.rasters:
             sl = ras.slices
@@ -270,7 +273,8 @@ def describe(labels: np.ndarray, drawn: list[_Drawn]) -> list[SceneObject]:
         bbox = (d.x0 + int(cols[0]), d.y0 + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
         s = d.spec
         objects.append(
-            SceneObject(obj_id, s.shape, s.colour, s.pattern, s.size, s.crowd, len(d.rasters), int(areas[obj_id]), bbox)
+            SceneObject(obj_id, s.shape, s.colour, s.pattern, s.size, s.crowd, len(d.rasters),
+                        int(areas[obj_id]), bbox)
         )
     return objects
 

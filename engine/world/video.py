@@ -47,7 +47,8 @@ def video_key(domain: str, image_size: int, seed: int, index: int) -> str:
 def parse_video_key(key: str) -> tuple[str, int, int, int]:
     m = _KEY_RE.match(key)
     if not m:
-        raise ValueError(f"{key!r} is not a shapes-world video id (expected shapesvid-<domain>-<size>-<seed>-<index>)")
+        raise ValueError(
+            f"{key!r} is not a shapes-world video id (expected shapesvid-<domain>-<size>-<seed>-<index>)")
     return m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
 
 
@@ -65,7 +66,9 @@ class Motion:
     hi: float
 
     def at(self, t: int) -> tuple[float, float, float]:
-        return _reflect(self.x0 + self.vx * t, self.lo, self.hi), _reflect(self.y0 + self.vy * t, self.lo, self.hi), self.angle0 + self.spin * t
+        x = _reflect(self.x0 + self.vx * t, self.lo, self.hi)
+        y = _reflect(self.y0 + self.vy * t, self.lo, self.hi)
+        return x, y, self.angle0 + self.spin * t
 
 
 def _reflect(x: float, lo: float, hi: float) -> float:
@@ -136,14 +139,16 @@ def _wanderer_motion(rng: np.random.Generator, r: float, n_frames: int, forced: 
         return Motion(x0, float(rng.uniform(0.25, 0.75)), vx, vy, float(rng.uniform(-0.2, 0.2)),
                       float(rng.uniform(0, 2 * math.pi)), lo, hi)
     speed, heading = float(rng.uniform(0.03, 0.07)), float(rng.uniform(0, 2 * math.pi))
-    return Motion(float(rng.uniform(0.1, 0.9)), float(rng.uniform(0.1, 0.9)), speed * math.cos(heading),
-                  speed * math.sin(heading), float(rng.uniform(-0.2, 0.2)), float(rng.uniform(0, 2 * math.pi)), lo, hi)
+    x0, y0 = (float(v) for v in rng.uniform(0.1, 0.9, 2))
+    spin, angle0 = float(rng.uniform(-0.2, 0.2)), float(rng.uniform(0, 2 * math.pi))
+    return Motion(x0, y0, speed * math.cos(heading), speed * math.sin(heading), spin, angle0, lo, hi)
 
 
 def _bouncer_motion(rng: np.random.Generator, r: float) -> Motion:
     speed, heading = float(rng.uniform(0.01, 0.04)), float(rng.uniform(0, 2 * math.pi))
-    return Motion(float(rng.uniform(r, 1 - r)), float(rng.uniform(r, 1 - r)), speed * math.cos(heading),
-                  speed * math.sin(heading), float(rng.uniform(-0.15, 0.15)), float(rng.uniform(0, 2 * math.pi)), r, 1 - r)
+    x0, y0 = (float(v) for v in rng.uniform(r, 1 - r, 2))
+    spin, angle0 = float(rng.uniform(-0.15, 0.15)), float(rng.uniform(0, 2 * math.pi))
+    return Motion(x0, y0, speed * math.cos(heading), speed * math.sin(heading), spin, angle0, r, 1 - r)
 
 
 def generate_video(seed: int, index: int, domain: str = "base", n_frames: int = 24, image_size: int = 224,
@@ -162,7 +167,8 @@ def generate_video(seed: int, index: int, domain: str = "base", n_frames: int = 
         r = _radius(layout_rng, size)
         forced = guarantee_reentry and k == 0
         wanderer = forced or layout_rng.random() < 0.3
-        motions.append(_wanderer_motion(layout_rng, r, n_frames, forced) if wanderer else _bouncer_motion(layout_rng, r))
+        motions.append(_wanderer_motion(layout_rng, r, n_frames, forced) if wanderer
+                       else _bouncer_motion(layout_rng, r))
         specs.append(ObjectSpec(shape, colour, pattern, size, (Part(0.5, 0.5, r, 0.0),), tint=_tint(layout_rng)))
         tracks.append(Track(k + 1, shape, colour, pattern, size, wanderer))
     depth = layout_rng.permutation(len(specs))  # drawing order; the forced wanderer is not always on top
