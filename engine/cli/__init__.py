@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from engine.cli import demo, evaluate, model_commands, world
+from engine.cli import demo, evaluate, model_commands, ontology_commands, world
 
 app = typer.Typer(
     name="sam3-engine",
@@ -13,7 +13,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (demo, world, evaluate, model_commands):
+for module in (demo, world, evaluate, model_commands, ontology_commands):
     module.register(app)
 
 
