@@ -135,3 +135,28 @@ class GTOffsetPredictor:
                 pairs.append(_Pair(phrase, 0.9 if insts else 0.05, insts))
             out.append(_Result(image_id, pairs))
         return out
+
+
+_TINY = {}
+
+
+def tiny_predictor():
+    """The real tiny SAM 3 (untrained, seed 0) behind `model.predictor.Predictor`, built once per process."""
+    if "p" not in _TINY:
+        from model.predictor import Predictor
+        from model.presets import build_tiny
+
+        _TINY["p"] = Predictor(build_tiny(seed=0), batch_size=32)
+    return _TINY["p"]
+
+
+class CountingPredictor:
+    """Wraps a predictor and records each `predict` call's (image id, number of phrases)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def predict(self, items):
+        items = list(items)
+        self.calls += [(i[0], len(i[2])) for i in items]
+        return self.inner.predict(items)

@@ -2,7 +2,7 @@
 
 Nouns are the nodes under `noun_root` (all non-facet nodes when unset) that belong to the request's
 domain; leaves weigh `leaf_weight`, categories 1, and with a `CoverageTracker` every weight is
-divided by (1 + the node's labelled pairs), so starved concepts come up first. A template such as
+divided by (1 + the labelled pairs of the node and its descendants), so starved concepts come up first. A template such as
 "{colour} {noun}" names facet roots in braces; each is filled with a random value under that facet
 (in the domain). Draws are deterministic per (seed, media id).
 """
@@ -80,7 +80,7 @@ class OntologySampler(BaseProposer):
     def _weights(self, nouns: list[str]) -> np.ndarray:
         w = np.array([self.s.leaf_weight if not self.graph.children(n) else 1.0 for n in nouns])
         if self.coverage is not None:
-            w = w / (1.0 + np.array([sum(self.coverage.counts(n, closure=False)) for n in nouns]))
+            w = w / (1.0 + np.array([sum(self.coverage.counts(n, closure=True)) for n in nouns]))
         return w / w.sum()
 
     def propose_one(self, request: ProposalRequest) -> ProposalBatch:
