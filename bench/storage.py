@@ -133,7 +133,7 @@ def bench_s3() -> dict[str, float]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="sam3-bench-", dir=os.getcwd()) as work:
+    with tempfile.TemporaryDirectory(prefix="sam3-bench-") as work:
         write_ratio, read_ratio = bench_shards(work)
     s3 = bench_s3()
     print(f"shard write MB/s / raw sequential write MB/s (same bytes, disk): {write_ratio:.2f}")

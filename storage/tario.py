@@ -80,6 +80,42 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
+class _Head:
+    """The fields of a plain USTAR header that the reader needs (name, size, type)."""
+
+    __slots__ = ("name", "size", "type")
+
+    def __init__(self, name: str, size: int, type_: bytes):
+        self.name, self.size, self.type = name, size, type_
+
+    def isreg(self) -> bool:
+        return self.type in tarfile.REGULAR_TYPES
+
+
+def _octal(field: bytes) -> int:
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+def _parse(head: bytes):
+    """Fast path for plain POSIX ustar headers; anything else goes through tarfile's parser."""
+    if head[257:263] == b"ustar\x00" and not head[124] & 0x80:
+        try:
+            ok = _octal(head[148:156]) == sum(head[:148]) + 256 + sum(head[156:])
+            size = _octal(head[124:136])
+        except ValueError:
+            ok = False
+        if ok:
+            name = head[:100].split(b"\0", 1)[0]
+            prefix = head[345:500].split(b"\0", 1)[0]
+            if prefix:
+                name = prefix + b"/" + name
+            kind = head[156:157]
+            if kind == tarfile.AREGTYPE and name.endswith(b"/"):
+                kind = tarfile.DIRTYPE  # old-style directory entry, as tarfile reads it
+            return _Head(name.decode("utf-8", "surrogateescape"), size, kind)
+    return tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
+
+
 def iter_members(f: BinaryIO) -> Iterator[tuple[str, bytes]]:
     """Yield (name, data) of each regular member; raise TarBreak where the archive is broken."""
     last: str | None = None
@@ -98,7 +134,7 @@ def iter_members(f: BinaryIO) -> Iterator[tuple[str, bytes]]:
                 raise TarBreak(last, f"truncated or corrupt end-of-archive at byte {offset}")
             return
         try:
-            info = tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
+            info = _parse(head)
         except tarfile.HeaderError as err:
             raise TarBreak(
                 last, f"corrupt tar header after this member (byte {offset}): {err}"
