@@ -216,6 +216,8 @@ def _rasterise_object(spec: ObjectSpec, size: int) -> _Drawn | None:
             rasters.append(ras)
     if not rasters:
         return None
+    if len(rasters) == 1:
+        return _Drawn(spec, rasters, rasters[0].y0, rasters[0].x0, rasters[0].mask)
     y0 = min(r.y0 for r in rasters)
     x0 = min(r.x0 for r in rasters)
     y1 = max(r.y0 + r.mask.shape[0] for r in rasters)
