@@ -127,6 +127,10 @@ def test_traversal_out_of_root(tmp_path):
             s.read_bytes(ref)
         assert ref in str(err.value)
     assert s.uri("a/../b.txt") == f"file://{tmp_path}/root/b.txt"
+    sub = s.sub("a")
+    assert sub.uri("b.txt") == f"file://{tmp_path}/root/a/b.txt"
+    with pytest.raises(PathTraversalError, match="root/a"):
+        sub.uri("../b.txt")
     s3 = ObjectStore(root="s3://bucket/campaigns/x")
     with pytest.raises(PathTraversalError, match="campaigns/x"):
         s3.uri("../y/z")
