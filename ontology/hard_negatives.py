@@ -128,16 +128,17 @@ class HardNegativeMiner:
         `instances`: per instance, the positive phrases that contain it (default: one per positive).
         """
         raw: list[Candidate] = []
+        dropped: list[Dropped] = []
         for positive in positives:
             raw += self._from_positive(positive, domain)
         if self.llm is not None and self.config.llm_per_positive:
             for positive in list(positives)[: self.config.llm_positives_per_image]:
                 phrases, rejected = self.llm.similar_phrases(positive, self.config.llm_per_positive, domain)
                 raw += [Candidate(p, positive, "llm") for p in phrases]
+                dropped += rejected
         descriptions = [[segment(self.graph, p) for p in inst] for inst in (instances or [[p] for p in positives])]
         known = set(positives)
         kept: dict[str, Candidate] = {}
-        dropped: list[Dropped] = []
         for cand in sorted(raw, key=lambda c: ORIGIN_RANK.get(c.origin, 9)):
             norm = self.normaliser.normalise(cand.phrase)
             if not norm.ok:

@@ -140,14 +140,15 @@ class GTOffsetPredictor:
 _TINY = {}
 
 
-def tiny_predictor():
-    """The real tiny SAM 3 (untrained, seed 0) behind `model.predictor.Predictor`, built once per process."""
-    if "p" not in _TINY:
-        from model.predictor import Predictor
+def tiny_predictor(score_threshold: float = 0.5):
+    """The real tiny SAM 3 (untrained, seed 0) behind `model.predictor.Predictor` (model built once)."""
+    from model.predictor import Predictor
+
+    if "model" not in _TINY:
         from model.presets import build_tiny
 
-        _TINY["p"] = Predictor(build_tiny(seed=0), batch_size=32)
-    return _TINY["p"]
+        _TINY["model"] = build_tiny(seed=0)
+    return Predictor(_TINY["model"], batch_size=32, score_threshold=score_threshold)
 
 
 class CountingPredictor:
