@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def _fail(message: str) -> None:
