@@ -23,18 +23,22 @@ def seg(a: int, b: int, length: int) -> dict:
     return {"size": [1, length], "counts": r["counts"].decode("ascii")}
 
 
+def box(a: int, b: int, length: int) -> list[float]:
+    return [a / length, 0.0, (b - a) / length, 1.0]
+
+
 def image(pid, length: int, exhaustive: int = 1) -> dict:
     return {"id": pid, "file_name": f"{pid}.png", "text_input": "thing", "height": 1,
             "width": length, "is_instance_exhaustive": exhaustive, "is_pixel_exhaustive": 1}
 
 
 def ann(pid, a: int, b: int, length: int, crowd: int = 0) -> dict:
-    return {"image_id": pid, "segmentation": seg(a, b, length), "bbox": [a / length, 0.0, (b - a) / length, 1.0],
+    return {"image_id": pid, "segmentation": seg(a, b, length), "bbox": box(a, b, length),
             "area": b - a, "category_id": 1, "iscrowd": crowd}
 
 
 def pred(pid, a: int, b: int, length: int, score: float) -> dict:
-    return {"image_id": pid, "segmentation": seg(a, b, length), "bbox": [a / length, 0.0, (b - a) / length, 1.0],
+    return {"image_id": pid, "segmentation": seg(a, b, length), "bbox": box(a, b, length),
             "score": score, "category_id": 1}
 
 
@@ -46,7 +50,8 @@ def check_case() -> tuple[dict, list[dict]]:
     """reference/sam3.md §4: one perfect positive (+ a 0.4 extra), one clean negative, one negative
     with a 0.8 false positive."""
     gt = gt_doc([image("pos", 20), image("neg", 20), image("neg_fp", 20)], [ann("pos", 2, 9, 20)])
-    preds = [pred("pos", 2, 9, 20, 0.95), pred("pos", 12, 18, 20, 0.4), pred("neg_fp", 3, 7, 20, 0.8)]
+    preds = [pred("pos", 2, 9, 20, 0.95), pred("pos", 12, 18, 20, 0.4),
+             pred("neg_fp", 3, 7, 20, 0.8)]
     return gt, preds
 
 
@@ -113,11 +118,12 @@ def test_partial_overlaps_by_hand():
     assert r["pmF1@0.5"] == pytest.approx(0.5) and r["pmF1@0.75"] == pytest.approx(0.25)
     assert r["IL_precision"] == pytest.approx(2 / 3) and r["IL_recall"] == pytest.approx(2 / 3)
     assert r["IL_F1"] == pytest.approx(2 / 3) and r["IL_FPR"] == pytest.approx(0.5)
-    # positive macro F1: p1's local F1 is 4/5 (τ<=.7), 2/5 (.75, .8), 0; p5's is 0; p2 (no prediction)
-    # adds 0 to the sum but is not counted (the official evaluator's rule)
+    # positive macro F1: p1's local F1 is 4/5 (τ<=.7), 2/5 (.75, .8), 0; p5's is 0; p2 (no
+    # prediction) adds 0 to the sum but is not counted (the official evaluator's rule)
     p1 = (5 * 0.8 + 2 * 0.4) / 10
     assert r["positive_macro_F1"] == pytest.approx((p1 + 0) / 2, rel=1e-14)
-    assert r["positive_macro_F1@0.5"] == pytest.approx(0.4) and r["positive_macro_F1@0.75"] == pytest.approx(0.2)
+    assert r["positive_macro_F1@0.5"] == pytest.approx(0.4)
+    assert r["positive_macro_F1@0.75"] == pytest.approx(0.2)
     # micro precision over all pairs at τ=0.5: TP 2 / (2 + 3)
     assert r["precision@0.5"] == pytest.approx(0.4) and r["recall@0.5"] == pytest.approx(0.5)
     assert r["num_positive_pairs"] == 3 and r["num_negative_pairs"] == 2
@@ -139,7 +145,8 @@ def test_score_exactly_at_gate_counts():
 
 def test_matching_maximises_total_iou_once_for_all_thresholds():
     # GT a=[0,10), b=[6,16); preds x=[0,8) (IoU a .8, b .167), y=[4,14) (IoU a .375, b .667).
-    # Max total IoU: x-a + y-b = 1.467 (vs x-b + y-a = 0.54): 2 TP up to τ .65, 1 TP at .7-.8, 0 after
+    # Max total IoU: x-a + y-b = 1.467 (vs x-b + y-a = 0.54): 2 TP up to τ .65, 1 TP at .7-.8,
+    # 0 after
     gt = gt_doc([image("p", 20), image("n", 20)], [ann("p", 0, 10, 20), ann("p", 6, 16, 20)])
     r = evaluate([gt], [pred("p", 0, 8, 20, 0.9), pred("p", 4, 14, 20, 0.9)])
     assert r["per_threshold"]["TP"] == [2] * 4 + [1] * 3 + [0] * 3
@@ -161,8 +168,8 @@ def test_perfect_predictions_give_100():
 
 def test_crowd_gt_is_dropped_as_the_official_evaluator_does():
     # pycocotools marks iscrowd GT 'ignore' and the SAM 3 evaluator keeps only non-ignored GT, so
-    # (unlike COCO AP) a prediction on a crowd region is a false positive, and a pair whose only GT is
-    # crowd is scored as a negative.
+    # (unlike COCO AP) a prediction on a crowd region is a false positive, and a pair whose only GT
+    # is crowd is scored as a negative.
     L = 40
     images = [image("c1", L), image("c2", L), image("c3", L), image("n", L)]
     anns = [ann("c1", 0, 10, L), ann("c1", 20, 30, L, crowd=1), ann("c2", 0, 10, L, crowd=1),
@@ -185,9 +192,9 @@ def test_multi_gt_keeps_the_best_gt_per_pair():
                    [ann("x", 0, 10, L), ann("y2", 0, 10, L), ann("y3", 0, 10, L)])
     doc_b = gt_doc([image(i, L) for i in ids], [ann("x", 0, 8, L), ann("y", 0, 10, L)])
     preds = [pred("x", 0, 8, L, 0.9), pred("y3", 0, 10, L, 0.9)]
-    # x: IoU .8 against A, 1.0 against B -> B. y: A is an exact true negative (no GT, no prediction),
-    # B a miss -> the true negative wins; y2 likewise the other way round. y3: A perfect, B a false
-    # positive -> A. So: 2 perfect positives, 3 true negatives.
+    # x: IoU .8 against A, 1.0 against B -> B. y: A is an exact true negative (no GT, no
+    # prediction), B a miss -> the true negative wins; y2 likewise the other way round.
+    # y3: A perfect, B a false positive -> A. So: 2 perfect positives, 3 true negatives.
     r = evaluate([doc_a, doc_b], preds)
     assert (r["cgF1"], r["pmF1"], r["IL_MCC"]) == (100.0, 1.0, 1.0)
     assert (r["IL_TP"], r["IL_TN"], r["num_gt_docs"]) == (2, 3, 2)
@@ -205,7 +212,7 @@ def test_multi_gt_ties_follow_the_official_smoothed_local_f1():
     preds = [pred("p", 0, 10, L, 0.9), pred("p", 20, 30, L, 0.9)]
     doc_a = gt_doc([image("p", L), image("n", L)], [ann("p", 0, 10, L)])
     doc_b = gt_doc([image("p", L), image("n", L)],
-                   [ann("p", 0, 10, L), ann("p", 20, 30, L), ann("p", 40, 50, L), ann("p", 60, 70, L)])
+                   [ann("p", a, a + 10, L) for a in (0, 20, 40, 60)])
 
     def smoothed(tp, fp, fn):
         p, r = tp / (tp + fp + 1e-4), tp / (tp + fn + 1e-4)
@@ -225,7 +232,7 @@ def test_only_exhaustive_pairs_are_evaluated():
     preds = [pred("a", 0, 10, L, 0.9), pred("ne", 10, 20, L, 0.9), pred("ne2", 10, 20, L, 0.9)]
     doc = gt_doc(images, anns)
     # ne2 is exhaustive in the first document only: marked non-exhaustive in another one excludes it
-    other = gt_doc([dict(i, is_instance_exhaustive=0 if i["id"] == "ne2" else 1) for i in images], anns)
+    other = gt_doc([dict(i, is_instance_exhaustive=int(i["id"] != "ne2")) for i in images], anns)
     r = evaluate([doc, other], preds)
     assert r["cgF1"] == 100.0
     assert r["num_pairs"] == 2 and r["num_excluded_pairs"] == 2
@@ -233,7 +240,8 @@ def test_only_exhaustive_pairs_are_evaluated():
 
 
 def test_box_variant():
-    # boxes normalised [x, y, w, h]: GT [0, 0, .5, .5], prediction [0, 0, .5, .25] -> IoU .125/.25 = .5
+    # boxes normalised [x, y, w, h]: GT [0, 0, .5, .5], prediction [0, 0, .5, .25]
+    # -> IoU .125 / .25 = .5
     gt = {"images": [image("a", 10) | {"height": 10}, image("b", 10) | {"height": 10}],
           "annotations": [{"image_id": "a", "bbox": [0.0, 0.0, 0.5, 0.5], "iscrowd": 0}]}
     preds = [{"image_id": "a", "bbox": [0.0, 0.0, 0.5, 0.25], "score": 0.9}]

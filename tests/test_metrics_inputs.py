@@ -68,8 +68,8 @@ def test_bad_rle_is_reported_with_pair_and_value(gt):
 def test_bad_boxes(gt):
     for box, reason in (([0, 0, 1], "4 finite numbers"), ([0, 0, -0.1, 0.2], "negative"),
                         ([10, 20, 30, 40], "not normalised"), ([0, 0, float("nan"), 1], "finite")):
-        msg = _error(gt | {"annotations": [{"image_id": "a", "bbox": [0, 0, 0.5, 1], "iscrowd": 0}]},
-                     [{"image_id": "a", "score": 0.9, "bbox": box}], "bbox")
+        boxes_gt = gt | {"annotations": [{"image_id": "a", "bbox": [0, 0, 0.5, 1], "iscrowd": 0}]}
+        msg = _error(boxes_gt, [{"image_id": "a", "score": 0.9, "bbox": box}], "bbox")
         assert reason in msg and "pair 'a'" in msg
 
 
@@ -128,7 +128,8 @@ def test_polygon_and_uncompressed_gt_masks_equal_compressed_ones():
     poly = [[0.0, 0.0, 5.0, 0.0, 5.0, 1.0, 0.0, 1.0]]  # pixels 0..4 of the single row
     uncompressed = {"size": [1, L], "counts": [0, 5, 5]}
     for segmentation in (poly, uncompressed):
-        gt = gt_doc([image("a", L), image("b", L)], [ann("a", 0, 5, L) | {"segmentation": segmentation}])
+        gt = gt_doc([image("a", L), image("b", L)],
+                    [ann("a", 0, 5, L) | {"segmentation": segmentation}])
         assert evaluate([gt], [pred("a", 0, 5, L, 0.9)])["cgF1"] == 100.0
 
 
@@ -137,11 +138,13 @@ def test_polygon_and_uncompressed_gt_masks_equal_compressed_ones():
 def test_rle_checker_accepts_pycocotools_encodings_only_for_their_size(h, w, seed):
     rng = np.random.default_rng(seed)
     masks = [rng.random((h, w)) < p for p in (0.0, 0.3, 0.7, 1.0)]
-    counts = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode() for m in masks]
+    counts = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode()
+              for m in masks]
     assert compressed_counts_problems(counts, [h * w] * 4) == [None] * 4
     assert all(compressed_counts_problems(counts, [h * w + 1] * 4))
     truncated = [c[:-1] for c in counts if len(c) > 1]
-    for c, problem in zip(truncated, compressed_counts_problems(truncated, [h * w] * len(truncated))):
+    problems = compressed_counts_problems(truncated, [h * w] * len(truncated))
+    for c, problem in zip(truncated, problems):
         assert problem is not None, c
 
 
@@ -154,7 +157,7 @@ def test_rle_checker_handles_long_runs_and_a_mask_starting_with_ones():
         None, "is empty", "contains a non-ASCII character"]
 
 
-# ------------------------------------------------------------------------------------------------ CLI
+# ----------------------------------------------------------------------------------------- CLI
 
 
 def _write(tmp_path, name, obj):
@@ -170,8 +173,9 @@ def test_cli_eval_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert (out["cgF1"], out["pmF1"], out["IL_MCC"]) == (50.0, 1.0, 0.5)
-    result = CliRunner().invoke(app, ["eval", "--gt", g, "--gt", g, "--pred", p, "--iou-type", "bbox",
-                                      "--official-epsilons", "--out", str(tmp_path / "m.json")])
+    result = CliRunner().invoke(app, ["eval", "--gt", g, "--gt", g, "--pred", p,
+                                      "--iou-type", "bbox", "--official-epsilons",
+                                      "--out", str(tmp_path / "m.json")])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["num_gt_docs"] == 2 and out["iou_type"] == "bbox" and 49.99 < out["cgF1"] < 50
@@ -181,7 +185,8 @@ def test_cli_eval_end_to_end(tmp_path):
 def test_cli_eval_bad_input_exits_non_zero_without_traceback(tmp_path):
     gt, _ = check_case()
     g = _write(tmp_path, "gt.json", gt)
-    bad = _write(tmp_path, "bad.json", [{"image_id": "nope", "score": 0.9, "segmentation": seg(0, 1, 20)}])
+    bad = _write(tmp_path, "bad.json",
+                 [{"image_id": "nope", "score": 0.9, "segmentation": seg(0, 1, 20)}])
     for args, needle in (
         (["--gt", g, "--pred", bad], "image_id 'nope' is not a pair in the GT"),
         (["--gt", str(tmp_path / "none.json"), "--pred", bad], "does not exist"),

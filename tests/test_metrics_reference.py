@@ -1,10 +1,11 @@
 """The metrics against an independent brute-force reference on random small cases (hypothesis).
 
 The reference uses exact fractions for IoU (masks are intervals on a 1×L image), tries every
-one-to-one assignment with itertools.permutations, and follows the definition in reference/sam3.md §4
-and the official evaluator's rules (crowd GT dropped, best GT per pair by mean smoothed local F1,
-true negatives win, only exhaustive pairs). Cases whose best assignment is ambiguous (two optimal
-assignments with different TP counts) or whose GT choice is a floating-point tie are skipped.
+one-to-one assignment with itertools.permutations, and follows the definition in reference/sam3.md
+§4 and the official evaluator's rules (crowd GT dropped, best GT per pair by mean smoothed local
+F1, true negatives win, only exhaustive pairs). Cases whose best assignment is ambiguous (two
+optimal assignments with different TP counts) or whose GT choice is a floating-point tie are
+skipped.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def cases(draw):
 
 def _to_json(docs, preds):
     gt_docs = [gt_doc([image(pid, L, ex) for pid, (ex, _) in doc.items()],
-                      [ann(pid, a, b, L, crowd) for pid, (_, insts) in doc.items() for a, b, crowd in insts])
+                      [ann(pid, a, b, L, crowd)
+                       for pid, (_, insts) in doc.items() for a, b, crowd in insts])
                for doc in docs]
     return gt_docs, [pred(pid, a, b, L, s) for pid, a, b, s in preds]
 
@@ -142,5 +144,6 @@ def test_matches_brute_force_reference(case):
             else:
                 assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
         smoothed = evaluate(gt_docs, pred_json, iou_type, official_epsilons=True)
-        assert smoothed["cgF1"] == pytest.approx(expected["cgF1"], abs=0.05)  # epsilons: ~1e-4 relative
+        # the epsilons move results by ~1e-4 relative
+        assert smoothed["cgF1"] == pytest.approx(expected["cgF1"], abs=0.05)
         assert (smoothed["IL_TP"], smoothed["IL_TN"]) == (expected["IL_TP"], expected["IL_TN"])

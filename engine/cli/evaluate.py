@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
         gt: list[Path] = typer.Option(..., "--gt", help="SA-Co gold GT JSON; repeat for multi-GT "
                                       "(oracle: the best GT per pair is kept)."),
         pred: Path = typer.Option(..., "--pred", help="Predictions: a COCO results JSON list."),
-        iou_type: str = typer.Option("segm", "--iou-type", help="segm (mask IoU) or bbox (box IoU)."),
+        iou_type: str = typer.Option("segm", "--iou-type",
+                                     help="segm (mask IoU) or bbox (box IoU)."),
         official_epsilons: bool = typer.Option(
             False, "--official-epsilons",
             help="Add the official evaluator's 1e-4/1e-6 denominator epsilons (bit-identical to "

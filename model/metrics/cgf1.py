@@ -1,30 +1,39 @@
 """cgF1, pmF1, IL_MCC and their companions, as the official SAM 3 evaluator computes them.
 
-Definition (reference/sam3.md §4; facebookresearch/sam3 `sam3/eval/cgf1_eval.py`, checked line by line):
+Definition (reference/sam3.md §4; facebookresearch/sam3 `sam3/eval/cgf1_eval.py`, checked line by
+line):
 - The unit is an image-NP pair. Evaluated pairs: those of the first GT document with
   `is_instance_exhaustive` true that no other GT document marks non-exhaustive.
 - Predictions count only with score >= 0.5. Crowd GT (`iscrowd` 1) is dropped before matching, as
-  pycocotools' `_prepare` marks it `ignore` and the evaluator keeps only non-ignored GT: a prediction on
-  a crowd region is an ordinary false positive, and a pair whose only GT is crowd counts as a negative.
+  pycocotools' `_prepare` marks it `ignore` and the evaluator keeps only non-ignored GT: a
+  prediction on a crowd region is an ordinary false positive, and a pair whose only GT is crowd
+  counts as a negative.
 - Per pair, one Hungarian matching (scipy `linear_sum_assignment`) maximising total IoU between the
-  kept predictions and the GT (mask IoU or box IoU from pycocotools). The matching does not depend on
-  τ; at each τ in numpy.linspace(0.5, 0.95, 10) (COCO's thresholds, used exactly as numpy computes
-  them, e.g. 0.8999999999999999) TP = matches with IoU >= τ, FP = #pred − TP, FN = #GT − TP.
+  kept predictions and the GT (mask IoU or box IoU from pycocotools). The matching does not depend
+  on τ; at each τ in numpy.linspace(0.5, 0.95, 10) (COCO's thresholds, used exactly as numpy
+  computes them, e.g. 0.8999999999999999) TP = matches with IoU >= τ, FP = #pred − TP, FN = #GT −
+  TP.
 - pmF1 (positive micro F1): 2·TP/(2·TP+FP+FN) with counts summed over positive pairs, per τ.
   IL_MCC: Matthews correlation of the pair-level confusion (GT non-empty vs any kept prediction).
   cgF1 = 100 · mean over τ of (pmF1_τ · IL_MCC). @0.5 / @0.75 are the values at that τ.
 - Several GT documents (SA-Co/Gold has 3): each pair is scored against each and the one whose mean
-  local F1 over τ is strictly highest is kept (ties keep the earlier document); a document in which the
-  pair is an exact true negative (no GT, no kept prediction) always wins. The local F1 used for this
-  choice is the official smoothed one (epsilon 1e-4) in both modes below, so the same GT is chosen.
-- positive_macro_F1: mean of the local F1 over positive pairs *that have a kept prediction*, although
-  the positive pairs without one add a 0 to the sum (the official code's choice, kept as is).
+  local F1 over τ is strictly highest is kept (ties keep the earlier document); a document in which
+  the pair is an exact true negative (no GT, no kept prediction) always wins. The local F1 used for
+  this choice is the official smoothed one (epsilon 1e-4) in both modes below, so the same GT is
+  chosen.
+- positive_macro_F1: mean of the local F1 over positive pairs *that have a kept prediction*,
+  although the positive pairs without one add a 0 to the sum (the official code's choice, kept as
+  is).
 
 Two modes. Default (`official_epsilons=False`): the paper's formulas, with 0/0 taken as 0, so the
 documented check case gives IL_MCC 0.5, pmF1 1.0 and cgF1 50.0 exactly. `official_epsilons=True`
 reproduces the official code's numbers bit for bit: it adds 1e-4 to every precision, recall and F1
-denominator and 1e-6 to the image-level ones (the check case then gives cgF1 49.99...). Sums are taken
-in the official order (pairs in GT order) in both modes.
+denominator and 1e-6 to the image-level ones (the check case then gives cgF1 49.99...). Sums are
+taken in the official order (pairs in GT order) in both modes.
+
+Note: the repository's training-time `DemoEvaluator` (sam3/eval/demo_eval.py) logs "CGF1" as
+positive *macro* F1 × IL_MCC (its micro variant is "CGF1_micro"); this module follows
+cgf1_eval.py and the paper (micro), and reports positive_macro_F1 alongside.
 """
 
 from __future__ import annotations
@@ -105,31 +114,44 @@ def _evaluated_pairs(gts: list[GroundTruth]) -> tuple[list, int]:
 
 def _match(eval_ids: list, gts: list[GroundTruth], preds: PredictionIndex, iou_type: str
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pair and GT document: #kept predictions (N,), #non-crowd GT (N, K), TP per τ (N, K, T)."""
+    """Per pair and GT document: #kept predictions (N,), #non-crowd GT (N, K) and TP per τ
+    (N, K, T)."""
     n, k_docs = len(eval_ids), len(gts)
     n_dt = np.zeros(n, dtype=np.int64)
     n_gt = np.zeros((n, k_docs), dtype=np.int64)
     scores: list[float] = []
     rows: list[int] = []
     segm = iou_type == "segm"
-    no_crowd: dict[int, list[int]] = {}
+    no_crowd: dict[int, np.ndarray] = {}
     iou = mask_utils.iou
     for i, pid in enumerate(eval_ids):
         dts = preds.kept.get(pid)
         d = len(dts) if dts else 0
         n_dt[i] = d
-        if d and not segm:
+        pairs = [gt.pairs[pid] for gt in gts]
+        sizes = [len(pair.segms) for pair in pairs]
+        n_gt[i] = sizes
+        total = sum(sizes)
+        if not (d and total):
+            continue
+        # one IoU call per pair: the GT of every document side by side, split by columns below
+        if segm:
+            gts_all = pairs[0].segms if k_docs == 1 else [s for pair in pairs for s in pair.segms]
+        else:
             dts = as_box_array(dts)
-        for k, gt in enumerate(gts):
-            pair = gt.pairs[pid]
-            g = len(pair.segms)
-            n_gt[i, k] = g
-            if not (d and g):
+            gts_all = as_box_array([b for pair in pairs for b in pair.boxes])
+        crowd = no_crowd.get(total)
+        if crowd is None:
+            crowd = no_crowd[total] = np.zeros(total, dtype=np.uint8)
+        ious_all = iou(dts, gts_all, crowd)
+        col = 0
+        for k, g in enumerate(sizes):
+            if not g:
                 continue
-            crowd = no_crowd.get(g) or no_crowd.setdefault(g, [0] * g)
-            ious = iou(dts, pair.segms, crowd) if segm else iou(dts, as_box_array(pair.boxes), crowd)
+            ious = ious_all[:, col:col + g]
+            col += g
             if d == 1 or g == 1:
-                matched = [float(ious.max())]  # a single match: the assignment takes the largest IoU
+                matched = [max(ious.ravel().tolist())]  # one match: the assignment takes the max
             else:
                 r, c = linear_sum_assignment(-ious)
                 matched = ious[r, c].tolist()

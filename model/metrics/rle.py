@@ -1,11 +1,11 @@
 """Validation of COCO run-length encodings, vectorised over many masks at once.
 
-pycocotools decodes a compressed RLE string without checking it: a truncated or corrupt string, or one
-written for another image size, silently gives a wrong mask (or reads past its buffer). Before any IoU is
-computed, every compressed `counts` string is decoded here with numpy (the same LEB128-like 6-bit
-format as pycocotools' `rleFrString`: 5 data bits per character offset by 48, bit 0x20 = more groups,
-bit 0x10 of the last group = sign, runs after the third stored as a difference to the run two back) and
-must give non-negative runs summing to height × width.
+pycocotools decodes a compressed RLE string without checking it: a truncated or corrupt string, or
+one written for another image size, silently gives a wrong mask (or reads past its buffer). Before
+any IoU is computed, every compressed `counts` string is decoded here with numpy (the same
+LEB128-like 6-bit format as pycocotools' `rleFrString`: 5 data bits per character offset by 48, bit
+0x20 = more groups, bit 0x10 of the last group = sign, runs after the third stored as a difference
+to the run two back) and must give non-negative runs summing to height × width.
 """
 
 from __future__ import annotations
@@ -33,53 +33,49 @@ def compressed_counts_problems(counts: Sequence[str], totals: Sequence[int]) -> 
             problems[i] = "contains a non-ASCII character"
     strings = ["" if problems[i] else s for i, s in enumerate(strings)]
     lens = np.fromiter((len(s) for s in strings), dtype=np.int64, count=n)
-    if lens.sum() == 0:
-        return problems
-    v = np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
-    owner = np.repeat(np.arange(n), lens)
     nonempty = np.flatnonzero(lens)
-    last_char = np.cumsum(lens)[nonempty] - 1
-
-    bad_char = (v < 0) | (v > 63)
-    more = (v & 0x20) != 0
+    if nonempty.size == 0:
+        return problems
+    cum = np.cumsum(lens)
+    str_start, last_char = cum[nonempty] - lens[nonempty], cum[nonempty] - 1
+    c = np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8).astype(np.int16) - 48
+    bad_char = (c < 0) | (c > 63)
+    c[bad_char] = 0
+    more = (c & 0x20) != 0
     truncated = np.zeros(n, dtype=bool)
     truncated[nonempty] = more[last_char] & ~bad_char[last_char]
-    end = ~more
-    end[last_char] = True  # never let a number run on into the next string
-    v = np.where(bad_char, 0, v)
-
-    starts = np.flatnonzero(np.concatenate(([True], end[:-1])))
-    num_of_char = np.cumsum(end) - end  # index of the number each character belongs to
-    k = np.arange(v.size) - starts[num_of_char]
+    more[last_char] = False  # never let a number run on into the next string
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    k = np.arange(c.size) - np.repeat(starts, ends - starts + 1)
     too_long = k >= _MAX_GROUPS
     k = np.minimum(k, _MAX_GROUPS - 1)
-    x = np.add.reduceat((v & 0x1F) << (5 * k), starts)
-    ends = np.flatnonzero(end)
-    negative = (v[ends] & 0x10) != 0
+    x = np.add.reduceat((c & 0x1F).astype(np.int64) << (5 * k), starts)
+    negative = (c[ends] & 0x10) != 0
     x[negative] -= np.left_shift(np.int64(1), 5 * (k[ends][negative] + 1))
 
-    num_owner = owner[starts]
+    num_owner = np.searchsorted(cum, starts, side="right")  # the string each number belongs to
     per_string = np.bincount(num_owner, minlength=n)
     first = np.cumsum(per_string) - per_string
     m = np.arange(x.size) - first[num_owner]
-    # runs after the third are stored as a difference to the run two positions back: undo that with a
-    # cumulative sum along each chain (run 0 alone; odd runs; even runs from 2 on)
-    chain = num_owner * 3 + np.where(m == 0, 0, np.where(m % 2 == 1, 1, 2))
-    order = np.argsort(chain, kind="stable")
-    xs = x[order]
-    cs = np.cumsum(xs)
-    chain_sorted = chain[order]
-    chain_start = np.flatnonzero(np.concatenate(([True], chain_sorted[1:] != chain_sorted[:-1])))
-    chain_len = np.diff(np.concatenate((chain_start, [xs.size])))
-    offset = np.repeat(cs[chain_start] - xs[chain_start], chain_len)
-    runs = np.empty_like(x)
-    runs[order] = cs - offset
+    # runs after the third are stored as a difference to the run two positions back: undo that with
+    # a cumulative sum along each chain (odd runs from 1, even runs from 2), taken over all numbers
+    # of the same global parity at once (int64 wrap-around cancels in the differences)
+    csum = np.empty_like(x)
+    csum[0::2], csum[1::2] = np.cumsum(x[0::2]), np.cumsum(x[1::2])
+    chain_start = first[num_owner] + np.where(m % 2 == 1, 1, 2)
+    chain_start = np.minimum(chain_start, x.size - 1)
+    runs = np.where(m == 0, x, csum - csum[chain_start] + x[chain_start])
 
-    n_negative = np.bincount(num_owner, weights=(runs < 0), minlength=n)
+    num_first = first[nonempty]
     run_sum = np.zeros(n, dtype=np.int64)
-    np.add.at(run_sum, num_owner, np.maximum(runs, 0))
-    n_bad = np.bincount(owner, weights=bad_char, minlength=n)
-    n_long = np.bincount(owner, weights=too_long, minlength=n)
+    run_sum[nonempty] = np.add.reduceat(np.maximum(runs, 0), num_first)
+    n_negative = np.zeros(n, dtype=np.int64)
+    n_negative[nonempty] = np.add.reduceat((runs < 0).astype(np.int64), num_first)
+    n_bad = np.zeros(n, dtype=np.int64)
+    n_bad[nonempty] = np.add.reduceat(bad_char.astype(np.int64), str_start)
+    n_long = np.zeros(n, dtype=np.int64)
+    n_long[nonempty] = np.add.reduceat(too_long.astype(np.int64), str_start)
     for i in np.flatnonzero((n_bad > 0) | (n_long > 0) | truncated | (n_negative > 0)
                             | (run_sum != totals_arr)):
         if problems[i]:
@@ -93,7 +89,8 @@ def compressed_counts_problems(counts: Sequence[str], totals: Sequence[int]) -> 
         elif n_negative[i]:
             problems[i] = "decodes to a negative run length"
         else:
-            problems[i] = f"decodes to {int(run_sum[i])} pixels, not height×width = {int(totals_arr[i])}"
+            problems[i] = (f"decodes to {int(run_sum[i])} pixels, not height×width = "
+                           f"{int(totals_arr[i])}")
     return problems
 
 
