@@ -22,6 +22,7 @@ are padded to a fixed batch so it compiles once).
 from __future__ import annotations
 
 import inspect
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -93,6 +94,24 @@ class ImageResult:
     height: int = 0
     pairs: list[PairPrediction] = field(default_factory=list)
     error: str | None = None
+
+
+@dataclass
+class _Chunk:
+    """One chunk of images in flight: results, vision slots, features and planned heads batches."""
+
+    items: list[PredictItem]
+    results: list[ImageResult]
+    slots: list[int] = field(default_factory=list)  # item index of each vision row
+    vision: Any = None
+    text: dict | None = None
+    batches: list = field(default_factory=list)
+    remaining: int = 0
+
+    def finished(self) -> list[ImageResult]:
+        for r in self.results:
+            r.pairs.sort(key=lambda p: p.prompt_index)
+        return self.results
 
 
 def _as_prompt(p: Any, exemplar: Any = None) -> Prompt:
@@ -167,73 +186,89 @@ class Predictor:
         return list(self.predict_iter(items))
 
     def predict_iter(self, items: Iterable[Any]) -> Iterator[ImageResult]:
-        """Like ``predict`` but yields results chunk by chunk (for streaming/actor use)."""
-        chunks = self._chunks(as_item(i) for i in items)
+        """Like ``predict`` but yields results as their chunk completes (for streaming/actor use).
+
+        Heads batches form one pipeline across chunks: batch k+1 (or the next chunk's vision pass)
+        is queued on the device before batch k is post-processed.
+        """
+        done: deque[_Chunk] = deque()
+        prev = None
+        for chunk in self._decoded_chunks(as_item(i) for i in items):
+            done.append(chunk)
+            for batch in chunk.batches:
+                out = self._forward(batch, chunk)
+                event = None
+                if self._cuda:
+                    event = torch.cuda.Event()
+                    event.record()
+                if prev is not None:
+                    self._finish(*prev)
+                prev = (batch, out, event, chunk)
+                while done and done[0].remaining == 0:
+                    yield from done.popleft().finished()
+        if prev is not None:
+            self._finish(*prev)
+        while done:
+            yield from done.popleft().finished()
+
+    # ---- internals --------------------------------------------------------------------------
+    def _decoded_chunks(self, items: Iterator[PredictItem]) -> Iterator[_Chunk]:
+        """Chunks of ``image_batch_size`` items, decoded one chunk ahead in a thread, prepared."""
+        def groups():
+            group: list[PredictItem] = []
+            for it in items:
+                group.append(it)
+                if len(group) == self.image_batch_size:
+                    yield group
+                    group = []
+            if group:
+                yield group
+
         pool = ThreadPoolExecutor(1) if self.prefetch else None
         try:
-            nxt = next(chunks, None)
-            pending = (pool.submit(_decode, nxt) if pool else None) if nxt is not None else None
+            it = groups()
+            nxt = next(it, None)
+            pending = pool.submit(_decode, nxt) if pool and nxt is not None else None
             while nxt is not None:
-                chunk = nxt
-                decoded = pending.result() if pool else _decode(chunk)
-                nxt = next(chunks, None)
+                group = nxt
+                decoded = pending.result() if pool else _decode(group)
+                nxt = next(it, None)
                 if pool and nxt is not None:
                     pending = pool.submit(_decode, nxt)
-                yield from self._run_chunk(chunk, decoded)
+                yield self._prepare(group, decoded)
         finally:
             if pool:
                 pool.shutdown(wait=True)
 
-    # ---- internals --------------------------------------------------------------------------
-    def _chunks(self, items: Iterator[PredictItem]) -> Iterator[list[PredictItem]]:
-        chunk: list[PredictItem] = []
-        for it in items:
-            chunk.append(it)
-            if len(chunk) == self.image_batch_size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-
     @torch.inference_mode()
-    def _run_chunk(self, chunk: list[PredictItem], decoded: list) -> list[ImageResult]:
-        results = [ImageResult(it.image_id) for it in chunk]
-        slots: list[int] = []  # chunk index of each decoded image (its vision slot)
+    def _prepare(self, group: list[PredictItem], decoded: list) -> _Chunk:
+        """Queue the vision pass and text encodings of a chunk; plan its heads batches."""
+        chunk = _Chunk(group, [ImageResult(it.image_id) for it in group])
         pixels = []
         lm = self.loaded
-        for i, (it, rgb) in enumerate(zip(chunk, decoded)):
+        for i, rgb in enumerate(decoded):
             if isinstance(rgb, ImageDecodeError):
-                results[i].error = str(rgb)
+                chunk.results[i].error = str(rgb)
                 continue
-            results[i].height, results[i].width = rgb.shape[:2]
-            slots.append(i)
+            chunk.results[i].height, chunk.results[i].width = rgb.shape[:2]
+            chunk.slots.append(i)
+            if self._cuda:  # pinned: the copy does not wait for queued device work
+                rgb = torch.from_numpy(np.ascontiguousarray(rgb)).pin_memory()
             pixels.append(resize_normalise(rgb, lm.image_size, lm.image_mean, lm.image_std, device=self.device))
-        if not slots:
-            return results
+        if not pixels:
+            return chunk
         if self.compiled and len(pixels) < self.image_batch_size:  # fixed shape: compile once
             pixels += [torch.zeros_like(pixels[0])] * (self.image_batch_size - len(pixels))
-        vision = self.model.get_vision_features(pixel_values=torch.stack(pixels).to(self.dtype))
-
-        pairs = [(s, k, p) for s, i in enumerate(slots) for k, p in enumerate(chunk[i].prompts)]
-        text = self._encode_text(sorted({p.phrase for _, _, p in pairs}))
+        chunk.vision = self.model.get_vision_features(pixel_values=torch.stack(pixels).to(self.dtype))
+        pairs = [(s, k, p) for s, i in enumerate(chunk.slots) for k, p in enumerate(group[i].prompts)]
+        if not pairs:
+            return chunk
+        chunk.text = self._encode_text(sorted({p.phrase for _, _, p in pairs}))
         plain = [q for q in pairs if not len(q[2].boxes)]
         boxed = [q for q in pairs if len(q[2].boxes)]
-        batches = [grp[j:j + self.batch_size] for grp in (plain, boxed) for j in range(0, len(grp), self.batch_size)]
-        prev = None
-        for batch in batches:
-            out = self._forward(batch, vision, text, chunk, slots, results)
-            event = None
-            if self._cuda:
-                event = torch.cuda.Event()
-                event.record()
-            if prev is not None:
-                self._finish(*prev, chunk, slots, results)
-            prev = (batch, out, event)
-        if prev is not None:
-            self._finish(*prev, chunk, slots, results)
-        for r in results:
-            r.pairs.sort(key=lambda p: p.prompt_index)
-        return results
+        chunk.batches = [g[j:j + self.batch_size] for g in (plain, boxed) for j in range(0, len(g), self.batch_size)]
+        chunk.remaining = len(chunk.batches)
+        return chunk
 
     def _encode_text(self, phrases: list[str]) -> dict:
         ids, mask = tokenize(self.loaded.tokenizer, phrases, self.loaded.max_text_len)
@@ -247,8 +282,11 @@ class Predictor:
                 feats = torch.cat([o.pooler_output for o in parts])
         return {"index": {p: i for i, p in enumerate(phrases)}, "ids": ids, "mask": mask, "feats": feats}
 
-    def _forward(self, batch, vision, text, chunk, slots, results):
+    @torch.inference_mode()
+    def _forward(self, batch, chunk: _Chunk):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        vision, text = chunk.vision, chunk.text
 
         img = torch.tensor([s for s, _, _ in batch], device=self.device)
         tix = torch.tensor([text["index"][p.phrase] for _, _, p in batch], device=self.device)
@@ -266,27 +304,29 @@ class Predictor:
         else:
             kwargs["input_ids"] = text["ids"][tix]
         if len(batch[0][2].boxes):
-            kwargs.update(self._box_inputs(batch, chunk, slots, results))
+            kwargs.update(self._box_inputs(batch, chunk))
         return self.model(**kwargs)
 
-    def _box_inputs(self, batch, chunk, slots, results) -> dict:
+    def _box_inputs(self, batch, chunk: _Chunk) -> dict:
         n = max(len(p.boxes) for _, _, p in batch)
         boxes = torch.zeros(len(batch), n, 4)
         labels = torch.full((len(batch), n), PAD_BOX_LABEL, dtype=torch.long)
         for r, (s, _, p) in enumerate(batch):
-            res = results[slots[s]]
+            res = chunk.results[chunk.slots[s]]
             boxes[r, : len(p.boxes)] = boxes_xywh_to_cxcywh(p.boxes, res.width, res.height)
             lab = list(p.labels) if len(p.labels) else [1] * len(p.boxes)
             labels[r, : len(p.boxes)] = torch.tensor(lab, dtype=torch.long)
         return {"input_boxes": boxes.to(self.device, self.dtype), "input_boxes_labels": labels.to(self.device)}
 
-    def _finish(self, batch, out, event, chunk, slots, results) -> None:
+    @torch.inference_mode()
+    def _finish(self, batch, out, event, chunk: _Chunk) -> None:
         if self._cuda:
             with torch.cuda.stream(self._post_stream):
                 self._post_stream.wait_event(event)
-                self._postprocess(batch, out, slots, results)
+                self._postprocess(batch, out, chunk.slots, chunk.results)
         else:
-            self._postprocess(batch, out, slots, results)
+            self._postprocess(batch, out, chunk.slots, chunk.results)
+        chunk.remaining -= 1
 
     def _postprocess(self, batch, out, slots, results) -> None:
         presence = out.presence_logits.float().sigmoid()[:, 0]

@@ -187,3 +187,11 @@ def test_gpu_import_chain_needs_no_pycocotools_ray_webdataset_typer():
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_streaming_order_and_items_without_phrases(tiny):
+    imgs = _images()
+    items = [("a", b"bad", ["x"]), ("b", imgs["rgb"], []), ("c", imgs["rgba"], ["circle"]), ("d", b"bad", ["y"])]
+    out = list(Predictor(tiny, batch_size=2, image_batch_size=1, score_threshold=THR).predict_iter(items))
+    assert [r.image_id for r in out] == ["a", "b", "c", "d"]
+    assert out[0].error and out[3].error and out[1].pairs == [] and len(out[2].pairs) == 1

@@ -131,3 +131,20 @@ def test_arrays_and_exif_and_corrupt():
         load_image(b"\x89PNG\r\n\x1a\nnot really", "broken-7")
     with pytest.raises(ImageDecodeError, match="unsupported image type"):
         load_image(42, "n")
+
+
+def test_loads_a_sam3_video_checkpoint_layout(tiny, tmp_path):
+    """facebook/sam3 ships a sam3_video config whose detector weights are prefixed detector_model."""
+    from safetensors.torch import save_file
+    from transformers import Sam3VideoConfig
+
+    d = tmp_path / "video"
+    save_model(tiny, d)
+    Sam3VideoConfig(detector_config=tiny.model.config.to_dict()).save_pretrained(d)
+    state = {f"detector_model.{k}": v.contiguous() for k, v in tiny.model.state_dict().items()}
+    state["tracker_model.unused"] = torch.zeros(2)
+    save_file(state, d / "model.safetensors", metadata={"format": "pt"})
+    loaded = load_model(d)
+    assert loaded.model.config.detr_decoder_config.num_queries == 32
+    for (k, a), (_, b) in zip(tiny.model.state_dict().items(), loaded.model.state_dict().items()):
+        assert torch.equal(a, b), k
