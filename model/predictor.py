@@ -251,18 +251,18 @@ class Predictor:
                 chunk.results[i].error = str(rgb)
                 continue
             chunk.results[i].height, chunk.results[i].width = rgb.shape[:2]
+            if not group[i].prompts:
+                continue
             chunk.slots.append(i)
             if self._cuda:  # pinned: the copy does not wait for queued device work
                 rgb = torch.from_numpy(np.ascontiguousarray(rgb)).pin_memory()
             pixels.append(resize_normalise(rgb, lm.image_size, lm.image_mean, lm.image_std, device=self.device))
-        if not pixels:
+        pairs = [(s, k, p) for s, i in enumerate(chunk.slots) for k, p in enumerate(group[i].prompts)]
+        if not pairs:
             return chunk
         if self.compiled and len(pixels) < self.image_batch_size:  # fixed shape: compile once
             pixels += [torch.zeros_like(pixels[0])] * (self.image_batch_size - len(pixels))
         chunk.vision = self.model.get_vision_features(pixel_values=torch.stack(pixels).to(self.dtype))
-        pairs = [(s, k, p) for s, i in enumerate(chunk.slots) for k, p in enumerate(group[i].prompts)]
-        if not pairs:
-            return chunk
         chunk.text = self._encode_text(sorted({p.phrase for _, _, p in pairs}))
         plain = [q for q in pairs if not len(q[2].boxes)]
         boxed = [q for q in pairs if len(q[2].boxes)]
