@@ -57,6 +57,11 @@ def test_map(app):
     a, b = json.loads(res.output)
     assert a["node_id"] == "school_bus" and a["method"] == "head"
     assert b["method"] == "rejected" and b["reason"].startswith("non_groundable")
+    with FakeChatServer(['{"choice": "street_lamp"}']) as server:
+        res = run(app, "ontology", "map", "lamp posts lit", "--embedder", "hashing", "--json",
+                  "--judge-url", server.base_url)
+    (c,) = json.loads(res.output)
+    assert c["node_id"] == "street_lamp" and c["method"] == "judge"
 
 
 def test_propose_writes_pairs_parquet(app, images, tmp_path):

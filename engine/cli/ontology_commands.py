@@ -3,7 +3,7 @@
 - `ontology stats SOURCE`: graph size, depth, branching and domains; a Wikidata JSON-lines file
   (`wikidata:PATH`, no roots) is streamed and only counted, malformed lines listed by number.
 - `ontology map "phrase" ... --source S`: the node each phrase maps to (exact, head noun, or MiniLM
-  retrieval top-k), with candidates.
+  retrieval top-k, optionally confirmed by an LLM judge at `--judge-url`), with candidates.
 - `ontology propose --images DIR --source S --out PAIRS.parquet`: one proposer (config `kind`) over
   every image of DIR; writes the `proposals` table (proposed and dropped rows, with reasons).
 """
@@ -95,9 +95,12 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(5, "--k", help="Candidates retrieved per phrase."),
         min_score: float = typer.Option(0.6, "--min-score", help="Accept the top candidate from this cosine."),
         embedder: str = typer.Option("minilm", "--embedder", help="minilm | hashing | a model folder."),
+        judge_url: Optional[str] = typer.Option(None, "--judge-url",
+                                                help="OpenAI-compatible base URL of an LLM judge."),
+        judge_model: str = typer.Option("judge", "--judge-model", help="Model name for the judge."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """Map phrases to ontology nodes (exact form, head noun, then embedding retrieval)."""
+        """Map phrases to ontology nodes (exact form, head noun, then embedding retrieval + judge)."""
         from ontology.embedding import get_embedder
         from ontology.graph import OntologyError
         from ontology.loaders import load_source
@@ -106,7 +109,12 @@ def register(app: typer.Typer) -> None:
 
         try:
             graph = load_source(source)
-            mapper = PhraseMapper(graph, get_embedder(embedder), k=k, min_score=min_score)
+            judge = None
+            if judge_url:
+                from ontology.llm import ChatClient, LLMJudge
+
+                judge = LLMJudge(ChatClient(judge_url, judge_model))
+            mapper = PhraseMapper(graph, get_embedder(embedder), k=k, min_score=min_score, judge=judge)
         except (OntologyError, RuntimeError, ValueError) as err:
             _fail(str(err))
         out = []
