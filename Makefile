@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests use (PostgreSQL server binaries for the state-store tests).
-SYSTEM_PACKAGES := postgresql
+# Debian packages the tests use: PostgreSQL server binaries (state store), WordNet 3.0 (ontology loader).
+SYSTEM_PACKAGES := postgresql wordnet-base
 
 .PHONY: setup system test demo bench clean
 
