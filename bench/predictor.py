@@ -19,6 +19,7 @@ GPU:  python bench/predictor.py --preset full --device cuda --dtype bfloat16 --c
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from model.predictor import Predictor  # noqa: E402
+
+print = functools.partial(print, flush=True)  # noqa: A001 - partial output survives a timeout
 from model.preprocess import load_image, resize_normalise, tokenize  # noqa: E402
 from model.presets import build_full, build_tiny, load_model  # noqa: E402
 
@@ -158,8 +161,10 @@ def run_block(label, lm, args, timer, images, pix, ids, mask, phr, compiled):
     r1 = rows["predictor, 1 phrase"] / rows["raw recompute, 1 phrase"]
     r28 = rows[f"predictor, {k} phrases"] / rows[f"raw recompute, {k} phrases"]
     r28i = rows[f"predictor, {k} phrases"] / rows[f"raw vision-reuse, {k} phrases"]
-    return (f"{label}: predictor/raw 1 phrase {r1:.2f}x; {k} phrases {r28:.2f}x raw recompute, "
-            f"{r28i:.2f}x raw vision-reuse")
+    figure = (f"{label}: predictor/raw 1 phrase {r1:.2f}x; {k} phrases {r28:.2f}x raw recompute, "
+              f"{r28i:.2f}x raw vision-reuse")
+    print(f"  -> {figure}")
+    return figure
 
 
 def main(argv=None) -> None:
@@ -208,8 +213,9 @@ def main(argv=None) -> None:
         print(f"device: {torch.cuda.get_device_name(device)}")
     n_img = max(args.images, args.images_28)
     images = make_images(n_img, w, h)
-    pix = torch.stack([resize_normalise(load_image(im), lm.image_size, lm.image_mean, lm.image_std, device=device)
-                       for im in images]).to(dtype)
+    with torch.inference_mode():  # inference tensors, as the predictor's: no dynamo recompile
+        pix = torch.stack([resize_normalise(load_image(im), lm.image_size, lm.image_mean, lm.image_std,
+                                            device=device) for im in images]).to(dtype)
     phr = phrases(args.phrases)
     ids, mask = tokenize(lm.tokenizer, phr, lm.max_text_len)
     ids, mask = ids.to(device), mask.to(device)
