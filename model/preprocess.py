@@ -26,7 +26,6 @@ except Exception:  # noqa: BLE001 - torchvision missing or broken: fall back to 
     _tvF = None
 
 IMAGENET_STANDARD = (0.5, 0.5, 0.5)
-Image.MAX_IMAGE_PIXELS = 300_000_000  # large but bounded (decompression-bomb guard stays on)
 
 
 class ImageDecodeError(ValueError):
