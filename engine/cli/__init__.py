@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from engine.cli import demo, evaluate, model_commands, ontology_commands, world
@@ -18,4 +20,6 @@ for module in (demo, world, evaluate, model_commands, ontology_commands):
 
 
 def main() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no per-load weight bars in CLI output
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded at run time
     app()

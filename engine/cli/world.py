@@ -47,6 +47,17 @@ def generate(out: str, images: int, seed: int, domain: str = "base", negatives_p
             "positive_pairs": manifest["positive_pairs"], "images": images}
 
 
+def write_world_shards(out: str, images: int, seed: int, domain: str = "base", negatives_per_image: int = 16,
+                       image_size: int = 224, split: str = "train", max_samples: int = 100) -> list[str]:
+    """Write the world's samples (images + GT pairs) as WebDataset shards `<out>/<split>-NNNNNN.tar`."""
+    from storage.shards import write_shards
+
+    if domain not in domains():
+        raise UnknownDomainError(f"unknown world domain {domain!r} (available: {list(domains())})")
+    samples = generate_samples(images, seed, domain, image_size, negatives_per_image)
+    return write_shards(samples, out, split, max_samples=max_samples)
+
+
 def register(app: typer.Typer) -> None:
     world_app = typer.Typer(help="The shapes world: a domain with exact ground truth.", no_args_is_help=True)
     app.add_typer(world_app, name="world")
@@ -70,3 +81,21 @@ def register(app: typer.Typer) -> None:
             f"wrote {result['images']} images to {result['images_dir']}\n"
             f"wrote {result['pairs']} pairs ({result['positive_pairs']} positive) to {result['gold']}"
         )
+
+    @world_app.command("shards")
+    def shards_cmd(
+        out: str = typer.Option(..., "--out", help="Folder or s3:// prefix for the shards."),
+        images: int = typer.Option(..., "--images", min=1, help="Number of images."),
+        seed: int = typer.Option(0, "--seed", min=0, help="World seed."),
+        domain: str = typer.Option("base", "--domain", help=f"Image domain: {', '.join(domains())}."),
+        negatives_per_image: int = typer.Option(16, "--negatives-per-image", min=0, help="Negatives per image."),
+        image_size: int = typer.Option(224, "--image-size", min=32, help="Image side in pixels."),
+        split: str = typer.Option("train", "--split", help="Shard name prefix."),
+        per_shard: int = typer.Option(100, "--per-shard", min=1, help="Samples per shard."),
+    ) -> None:
+        """Write N ground-truth samples as WebDataset training shards."""
+        try:
+            shards = write_world_shards(out, images, seed, domain, negatives_per_image, image_size, split, per_shard)
+        except UnknownDomainError as err:
+            raise typer.BadParameter(str(err), param_hint="--domain") from None
+        typer.echo(f"wrote {images} samples in {len(shards)} shards under {out}")
