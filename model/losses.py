@@ -37,6 +37,10 @@ class LossConfig:
     weight_mask_bce: float = 5.0
     weight_mask_dice: float = 5.0
     weight_presence: float = 1.0
+    # semantic_seg head (B, 1, h, w) vs the union of the pair's masks: BCE + dice, positives only
+    # unless semantic_on_negatives (then negatives get an all-zero target)
+    weight_semantic: float = 0.0
+    semantic_on_negatives: bool = False
     cost_cls: float = 2.0
     cost_box_l1: float = 5.0
     cost_giou: float = 2.0
@@ -201,6 +205,22 @@ def hungarian_match(outputs: dict, targets: list[PairTarget], cfg: LossConfig) -
 # ---------------------------------------------------------------- the loss
 
 
+def semantic_loss(semantic: Tensor, targets: list[PairTarget], on_negatives: bool, cap: int) -> Tensor:
+    """BCE + dice of the semantic map (B, 1, h, w) against the union of each pair's GT masks."""
+    size = _cap(tuple(semantic.shape[-2:]), cap)
+    rows = [b for b, t in enumerate(targets) if t.num or on_negatives]
+    if not rows:
+        return semantic.float().sum() * 0.0
+    pred = resize_masks(semantic[rows, 0].float(), size).flatten(1)
+    tgt = torch.stack([
+        resize_masks(targets[b].masks.to(semantic.device), size).amax(0) if targets[b].num
+        else semantic.new_zeros(size, dtype=torch.float32)
+        for b in rows
+    ]).flatten(1)
+    bce = F.binary_cross_entropy_with_logits(pred, tgt, reduction="none").mean(-1)
+    return (bce + dice_loss(pred, tgt)).mean()
+
+
 def _get(outputs, name):
     return outputs[name] if isinstance(outputs, dict) else getattr(outputs, name)
 
@@ -211,7 +231,8 @@ def sam3_loss(outputs, targets: list[PairTarget], cfg: LossConfig | None = None)
     `outputs` is a `Sam3ImageSegmentationOutput` or a dict with the same keys.
     """
     cfg = cfg or LossConfig()
-    out = {k: _get(outputs, k) for k in ("pred_logits", "pred_boxes", "pred_masks", "presence_logits")}
+    keys = ("pred_logits", "pred_boxes", "pred_masks", "presence_logits", "semantic_seg")
+    out = {k: (outputs.get(k) if isinstance(outputs, dict) else getattr(outputs, k, None)) for k in keys}
     logits = out["pred_logits"].float()
     B, Q = logits.shape
     if len(targets) != B:
@@ -258,8 +279,13 @@ def sam3_loss(outputs, targets: list[PairTarget], cfg: LossConfig | None = None)
             loss_mask_bce = F.binary_cross_entropy_with_logits(src, tgt, reduction="none").mean(-1).sum() / num_gt
             loss_mask_dice = dice_loss(src, tgt).sum() / num_gt
 
+    loss_semantic = zero
+    if cfg.weight_semantic and out["semantic_seg"] is not None:
+        loss_semantic = semantic_loss(out["semantic_seg"], targets, cfg.semantic_on_negatives, cfg.mask_loss_size)
+
     total = (
-        cfg.weight_cls * loss_cls
+        cfg.weight_semantic * loss_semantic
+        + cfg.weight_cls * loss_cls
         + cfg.weight_box_l1 * loss_l1
         + cfg.weight_giou * loss_giou
         + cfg.weight_mask_bce * loss_mask_bce
@@ -274,5 +300,6 @@ def sam3_loss(outputs, targets: list[PairTarget], cfg: LossConfig | None = None)
         "loss_mask_bce": loss_mask_bce.detach(),
         "loss_mask_dice": loss_mask_dice.detach(),
         "loss_presence": loss_presence.detach(),
+        "loss_semantic": loss_semantic.detach(),
         "num_matched": torch.tensor(int(q_idx.numel())),
     }
