@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from engine.cli import demo, evaluate, model_commands, ontology_commands, world
+from engine.cli import demo, evaluate, model_commands, ontology_commands, verifier_commands, world
 
 app = typer.Typer(
     name="sam3-engine",
@@ -15,7 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (demo, world, evaluate, model_commands, ontology_commands):
+for module in (demo, world, evaluate, model_commands, ontology_commands, verifier_commands):
     module.register(app)
 
 
