@@ -97,3 +97,26 @@ def test_registry_s3(seaweedfs, tmp_path):
     _exercise(reg, tmp_path)
     assert all(r.uri.startswith(root + "/models/tiny/") for r in reg.list())
     assert (reg.fetch("tiny:v0002") / "model.safetensors").read_bytes() == b"weights-b"
+
+
+def test_retrain_publishes_with_lineage(tmp_path):
+    from engine.world.samples import generate_samples
+    from model.retrain import retrain
+    from storage.saco import ImageMeta, to_saco
+    from storage.shards import write_shards
+
+    shards = write_shards(generate_samples(2, seed=7, negatives_per_image=2), str(tmp_path / "shards"), "train")
+    gold_samples = list(generate_samples(1, seed=8, negatives_per_image=2))
+    gold = to_saco([p for s in gold_samples for p in s.pairs],
+                   {s.key: ImageMeta(file_name=f"{s.key}.png", height=s.height, width=s.width) for s in gold_samples})
+    images = {f"{s.key}.png": s.image for s in gold_samples}
+    reg = ModelRegistry(str(tmp_path / "root"))
+    config = {"checkpoint_every": 0, "sampling": {"positives_per_image": 1, "negatives_per_image": 1,
+                                                  "hard_negatives_per_image": 0, "images_per_batch": 1}}
+    first, _ = retrain(shards, "tiny", reg, steps=2, gold=gold, gold_images=images, config=config, promote=True)
+    assert first.version == "v0001" and first.promoted and "cgF1" in first.metrics
+    second, result = retrain(str(tmp_path / "shards"), "tiny", reg, steps=1, parent="tiny", config=config)
+    assert result.step == 1
+    lineage = reg.lineage(second.ref)
+    assert lineage["parent"] == "tiny:v0001" and second.parent == "tiny:v0001"
+    assert lineage["shards"] == [str(tmp_path / "shards")] and lineage["config"]["init_from"]
