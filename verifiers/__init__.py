@@ -18,12 +18,12 @@ from verifiers.base import EVRequest, MVRequest, Verdict, Verifier, presence_req
 from verifiers.labels import EV_LABELS, LABELS, MV_LABELS
 
 __all__ = [
-           "EV_LABELS",
-           "LABELS",
-           "MV_LABELS",
-           "EVRequest",
-           "MVRequest",
-           "Verdict",
-           "Verifier",
-           "presence_requests",
+    "EV_LABELS",
+    "LABELS",
+    "MV_LABELS",
+    "EVRequest",
+    "MVRequest",
+    "Verdict",
+    "Verifier",
+    "presence_requests",
 ]

@@ -73,15 +73,24 @@ class Verdict:
         return float(self.probs.get(label, 0.0))
 
     def to_dict(self) -> dict:
-        return {"task": self.task, "request_id": self.request_id, "label": self.label, "probs": self.probs,
-                "verifier": self.verifier, "presence": self.presence, "error": self.error}
+        return {
+            "task": self.task,
+            "request_id": self.request_id,
+            "label": self.label,
+            "probs": self.probs,
+            "verifier": self.verifier,
+            "presence": self.presence,
+            "error": self.error,
+        }
 
 
 def make_verdict(request: Request, probs: Sequence[float], verifier: str) -> Verdict:
     """A verdict from a probability row over the request task's label set (renormalised)."""
     labels = labels_for(request.task)
     if len(probs) != len(labels):
-        raise ValueError(f"{request.task} verdict needs {len(labels)} probabilities, got {len(probs)}")
+        raise ValueError(
+            f"{request.task} verdict needs {len(labels)} probabilities, got {len(probs)}"
+        )
     total = float(sum(probs))
     if not total > 0:
         raise ValueError(f"probabilities sum to {total}")
@@ -103,8 +112,7 @@ class Verifier(Protocol):
     task: str
     version: str
 
-    def verify(self, requests: Sequence[Request]) -> list[Verdict]:
-        ...
+    def verify(self, requests: Sequence[Request]) -> list[Verdict]: ...
 
 
 def check_requests(task: str, requests: Sequence[Any]) -> None:
@@ -112,11 +120,17 @@ def check_requests(task: str, requests: Sequence[Any]) -> None:
     want = MVRequest if task == "mv" else EVRequest
     for i, r in enumerate(requests):
         if not isinstance(r, want):
-            raise TypeError(f"request {i} is a {type(r).__name__}; the {task} verifier takes {want.__name__}")
+            raise TypeError(
+                f"request {i} is a {type(r).__name__}; the {task} verifier takes {want.__name__}"
+            )
 
 
-def presence_requests(pairs: Sequence[tuple[str, str]], images: dict | None = None,
-                      contexts: dict | None = None) -> list[EVRequest]:
+def presence_requests(
+    pairs: Sequence[tuple[str, str]], images: dict | None = None, contexts: dict | None = None
+) -> list[EVRequest]:
     """EV requests without masks for (media_id, phrase) pairs: their verdicts' `presence` is EV presence."""
     images, contexts = images or {}, contexts or {}
-    return [EVRequest(m, p, [], images.get(m), contexts.get((m, p)), request_id=f"{m}\x1f{p}") for m, p in pairs]
+    return [
+        EVRequest(m, p, [], images.get(m), contexts.get((m, p)), request_id=f"{m}\x1f{p}")
+        for m, p in pairs
+    ]

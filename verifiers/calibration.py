@@ -39,7 +39,7 @@ class Thresholds:
         return self.accept_coverage + self.reject_coverage
 
     def route(self, p_accept: float) -> str:
-        """"accept", "reject" or "human" for one P(accept)."""
+        """ "accept", "reject" or "human" for one P(accept)."""
         if self.accept_at is not None and p_accept >= self.accept_at:
             return "accept"
         if self.reject_at is not None and p_accept <= self.reject_at:
@@ -74,8 +74,9 @@ def _best_cut(scores: np.ndarray, good: np.ndarray, precision: float, min_suppor
     return float(s[best]), float(hits[best] / (best + 1)), best + 1
 
 
-def choose_thresholds(p_accept, accepted, precision: float = 0.98, min_support: int = 10,
-                      bound: str = "empirical") -> Thresholds:
+def choose_thresholds(
+    p_accept, accepted, precision: float = 0.98, min_support: int = 10, bound: str = "empirical"
+) -> Thresholds:
     """Auto-accept / auto-reject thresholds on P(accept) reaching `precision` (see module docstring)."""
     if not 0 < precision <= 1:
         raise ValueError(f"precision must be in (0, 1], got {precision!r}")
@@ -91,7 +92,9 @@ def choose_thresholds(p_accept, accepted, precision: float = 0.98, min_support: 
     acc_at, acc_prec, n_acc = _best_cut(p, y, precision, min_support, bound)
     neg_at, rej_prec, n_rej = _best_cut(-p, ~y, precision, min_support, bound)
     rej_at = -neg_at if neg_at is not None else None
-    if acc_at is not None and rej_at is not None and rej_at >= acc_at:  # cannot overlap; keep the larger side
+    if (
+        acc_at is not None and rej_at is not None and rej_at >= acc_at
+    ):  # cannot overlap; keep the larger side
         if n_acc >= n_rej:
             rej_at, rej_prec, n_rej = None, None, 0
         else:
@@ -113,12 +116,25 @@ def reliability(p, y, bins: int = 10) -> dict:
         freq = float(y[sel].mean()) if count else None
         if count:
             ece += count / len(p) * abs(mean_p - freq)
-        rows.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": count, "mean_p": mean_p,
-                     "observed": freq})
+        rows.append(
+            {
+                "lo": float(edges[b]),
+                "hi": float(edges[b + 1]),
+                "count": count,
+                "mean_p": mean_p,
+                "observed": freq,
+            }
+        )
     return {"bins": rows, "ece": float(ece) if len(p) else math.nan, "n": len(p)}
 
 
-def threshold_report(p_accept, accepted, precision: float = 0.98, min_support: int = 10,
-                     bound: str = "empirical", bins: int = 10) -> dict:
+def threshold_report(
+    p_accept,
+    accepted,
+    precision: float = 0.98,
+    min_support: int = 10,
+    bound: str = "empirical",
+    bins: int = 10,
+) -> dict:
     thr = choose_thresholds(p_accept, accepted, precision, min_support, bound)
     return {"thresholds": thr.to_dict(), "reliability": reliability(p_accept, accepted, bins)}

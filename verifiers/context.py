@@ -11,7 +11,8 @@ probability map, which EV needs to measure the semantic area the *accepted* mask
 post-processing of a batch it keeps those two extras per pair (`_postprocess` is overridden and
 calls the parent first; a parent without it simply yields contexts without extras, whose features
 are then missing values). `ContextProvider(loaded)` runs it over (media id, image, phrases) items,
-one vision pass per image, and caches contexts by (media id, phrase).
+one vision pass per image, and caches contexts by (media id, phrase); `StaticContexts` serves
+contexts computed earlier (e.g. by the engine's mask-proposal stage).
 """
 
 from __future__ import annotations
@@ -62,15 +63,38 @@ class PairContext:
     model_version: str | None = None
 
     @classmethod
-    def from_prediction(cls, pred: PairPrediction, height: int, width: int, extras: tuple | None = None,
-                        model_version: str | None = None) -> PairContext:
+    def from_prediction(
+        cls,
+        pred: PairPrediction,
+        height: int,
+        width: int,
+        extras: tuple | None = None,
+        model_version: str | None = None,
+    ) -> PairContext:
         stability, sem_map = extras if extras is not None else (None, None)
-        insts = [PredInstance(i.score, i.query, list(i.bbox), i.area, i.semantic_agreement, i.rle,
-                              float(stability[i.query]) if stability is not None else float("nan"))
-                 for i in pred.instances]
-        return cls(height, width, float(pred.presence), np.asarray(pred.scores, dtype=np.float32), insts,
-                   dict(pred.semantic), None if sem_map is None else np.asarray(sem_map, dtype=np.float32),
-                   None if stability is None else np.asarray(stability, dtype=np.float32), model_version)
+        insts = [
+            PredInstance(
+                i.score,
+                i.query,
+                list(i.bbox),
+                i.area,
+                i.semantic_agreement,
+                i.rle,
+                float(stability[i.query]) if stability is not None else float("nan"),
+            )
+            for i in pred.instances
+        ]
+        return cls(
+            height,
+            width,
+            float(pred.presence),
+            np.asarray(pred.scores, dtype=np.float32),
+            insts,
+            dict(pred.semantic),
+            None if sem_map is None else np.asarray(sem_map, dtype=np.float32),
+            None if stability is None else np.asarray(stability, dtype=np.float32),
+            model_version,
+        )
 
 
 class FeaturePredictor(Predictor):
@@ -95,16 +119,33 @@ class FeaturePredictor(Predictor):
 class ContextProvider:
     """Predictor outputs for (media id, phrase) pairs, computed in batches and cached (LRU)."""
 
-    def __init__(self, loaded: Any, *, score_threshold: float = 0.3, batch_size: int = 32,
-                 image_batch_size: int = 8, model_version: str | None = None, cache_size: int = 20000):
-        self.predictor = FeaturePredictor(loaded, batch_size=batch_size, image_batch_size=image_batch_size,
-                                          score_threshold=score_threshold, prefetch=False)
-        self.model_version = model_version or getattr(loaded, "source", None) or getattr(loaded, "preset", None)
+    def __init__(
+        self,
+        loaded: Any,
+        *,
+        score_threshold: float = 0.3,
+        batch_size: int = 32,
+        image_batch_size: int = 8,
+        model_version: str | None = None,
+        cache_size: int = 20000,
+    ):
+        self.predictor = FeaturePredictor(
+            loaded,
+            batch_size=batch_size,
+            image_batch_size=image_batch_size,
+            score_threshold=score_threshold,
+            prefetch=False,
+        )
+        self.model_version = (
+            model_version or getattr(loaded, "source", None) or getattr(loaded, "preset", None)
+        )
         self._cache: OrderedDict[tuple[str, str], PairContext] = OrderedDict()
         self._cache_size = cache_size
         self.errors: dict[str, str] = {}
 
-    def contexts(self, items: Sequence[tuple[str, Any, Sequence[str]]]) -> dict[tuple[str, str], PairContext]:
+    def contexts(
+        self, items: Sequence[tuple[str, Any, Sequence[str]]]
+    ) -> dict[tuple[str, str], PairContext]:
         """Contexts of every (media id, phrase) of items `(media_id, image, phrases)`.
 
         An image that cannot be decoded is left out (its reason in `self.errors[media_id]`).
@@ -133,9 +174,32 @@ class ContextProvider:
                 continue
             for pair in res.pairs:
                 extras = fp.extras.pop((res.image_id, pair.prompt_index), None)
-                ctx = PairContext.from_prediction(pair, res.height, res.width, extras, self.model_version)
+                ctx = PairContext.from_prediction(
+                    pair, res.height, res.width, extras, self.model_version
+                )
                 out[(res.image_id, pair.phrase)] = ctx
                 self._cache[(res.image_id, pair.phrase)] = ctx
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         return out
+
+
+class StaticContexts:
+    """A context provider over precomputed contexts {(media id, phrase): PairContext} (no model run)."""
+
+    def __init__(
+        self, contexts: dict[tuple[str, str], PairContext], model_version: str | None = None
+    ):
+        self._contexts = contexts
+        self.model_version = model_version
+        self.errors: dict[str, str] = {}
+
+    def contexts(
+        self, items: Sequence[tuple[str, Any, Sequence[str]]]
+    ) -> dict[tuple[str, str], PairContext]:
+        return {
+            (m, p): self._contexts[(m, p)]
+            for m, _img, phrases in items
+            for p in phrases
+            if (m, p) in self._contexts
+        }

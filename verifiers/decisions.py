@@ -23,31 +23,39 @@ from storage.tables import TableSchema, read_table, write_table
 
 KINDS = ("mv", "ev", "correction")
 
-_INSTANCE = pa.struct([
-    pa.field("rle_size", pa.list_(pa.int32()), nullable=False),
-    pa.field("rle_counts", pa.string(), nullable=False),
-    pa.field("bbox", pa.list_(pa.float64()), nullable=False),
-    pa.field("iscrowd", pa.bool_(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("score", pa.float64()),
-])
+_INSTANCE = pa.struct(
+    [
+        pa.field("rle_size", pa.list_(pa.int32()), nullable=False),
+        pa.field("rle_counts", pa.string(), nullable=False),
+        pa.field("bbox", pa.list_(pa.float64()), nullable=False),
+        pa.field("iscrowd", pa.bool_(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("score", pa.float64()),
+    ]
+)
 
-DECISIONS = TableSchema("verifier_decisions", 1, pa.schema([
-    pa.field("task_id", pa.string(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),
-    pa.field("media_id", pa.string(), nullable=False),
-    pa.field("media_uri", pa.string()),
-    pa.field("phrase", pa.string(), nullable=False),
-    pa.field("masks", pa.list_(_INSTANCE), nullable=False),
-    pa.field("rater", pa.string(), nullable=False),
-    pa.field("label", pa.string(), nullable=False),
-    pa.field("reason", pa.string()),
-    pa.field("instances", pa.list_(_INSTANCE), nullable=False),
-    pa.field("seconds", pa.float64()),
-    pa.field("ai_assisted", pa.bool_(), nullable=False),
-    pa.field("campaign", pa.string()),
-    pa.field("phase", pa.int32()),
-]))
+DECISIONS = TableSchema(
+    "verifier_decisions",
+    1,
+    pa.schema(
+        [
+            pa.field("task_id", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("media_id", pa.string(), nullable=False),
+            pa.field("media_uri", pa.string()),
+            pa.field("phrase", pa.string(), nullable=False),
+            pa.field("masks", pa.list_(_INSTANCE), nullable=False),
+            pa.field("rater", pa.string(), nullable=False),
+            pa.field("label", pa.string(), nullable=False),
+            pa.field("reason", pa.string()),
+            pa.field("instances", pa.list_(_INSTANCE), nullable=False),
+            pa.field("seconds", pa.float64()),
+            pa.field("ai_assisted", pa.bool_(), nullable=False),
+            pa.field("campaign", pa.string()),
+            pa.field("phase", pa.int32()),
+        ]
+    ),
+)
 
 
 @dataclass
@@ -75,36 +83,75 @@ class Decision:
 
 
 def _inst_row(i: Instance) -> dict:
-    return {"rle_size": list(i.rle["size"]), "rle_counts": i.rle["counts"], "bbox": list(i.bbox),
-            "iscrowd": i.iscrowd, "source": i.source, "score": i.score}
+    return {
+        "rle_size": list(i.rle["size"]),
+        "rle_counts": i.rle["counts"],
+        "bbox": list(i.bbox),
+        "iscrowd": i.iscrowd,
+        "source": i.source,
+        "score": i.score,
+    }
 
 
 def _inst(r: dict) -> Instance:
-    return Instance(rle={"size": r["rle_size"], "counts": r["rle_counts"]}, bbox=r["bbox"],
-                    iscrowd=r["iscrowd"], source=r["source"], score=r["score"])
+    return Instance(
+        rle={"size": r["rle_size"], "counts": r["rle_counts"]},
+        bbox=r["bbox"],
+        iscrowd=r["iscrowd"],
+        source=r["source"],
+        score=r["score"],
+    )
 
 
 def decision_rows(decisions: Iterable[Decision]) -> list[dict]:
-    return [{"task_id": d.task_id, "kind": d.kind, "media_id": d.media_id, "media_uri": d.media_uri,
-             "phrase": d.phrase, "masks": [_inst_row(i) for i in d.masks], "rater": d.rater,
-             "label": d.label, "reason": d.reason, "instances": [_inst_row(i) for i in d.instances],
-             "seconds": d.seconds, "ai_assisted": bool(d.ai_assisted), "campaign": d.campaign,
-             "phase": d.phase} for d in decisions]
+    return [
+        {
+            "task_id": d.task_id,
+            "kind": d.kind,
+            "media_id": d.media_id,
+            "media_uri": d.media_uri,
+            "phrase": d.phrase,
+            "masks": [_inst_row(i) for i in d.masks],
+            "rater": d.rater,
+            "label": d.label,
+            "reason": d.reason,
+            "instances": [_inst_row(i) for i in d.instances],
+            "seconds": d.seconds,
+            "ai_assisted": bool(d.ai_assisted),
+            "campaign": d.campaign,
+            "phase": d.phase,
+        }
+        for d in decisions
+    ]
 
 
 def rows_to_decisions(table: pa.Table) -> list[Decision]:
     out = []
     for r in table.to_pylist():
-        out.append(Decision(
-            task_id=r["task_id"], kind=r["kind"], media_id=r["media_id"], phrase=r["phrase"],
-            rater=r["rater"], label=r["label"], masks=[_inst(i) for i in r["masks"]],
-            instances=[_inst(i) for i in r["instances"]], reason=r["reason"], seconds=r["seconds"],
-            ai_assisted=r["ai_assisted"], media_uri=r["media_uri"], campaign=r["campaign"],
-            phase=r["phase"]))
+        out.append(
+            Decision(
+                task_id=r["task_id"],
+                kind=r["kind"],
+                media_id=r["media_id"],
+                phrase=r["phrase"],
+                rater=r["rater"],
+                label=r["label"],
+                masks=[_inst(i) for i in r["masks"]],
+                instances=[_inst(i) for i in r["instances"]],
+                reason=r["reason"],
+                seconds=r["seconds"],
+                ai_assisted=r["ai_assisted"],
+                media_uri=r["media_uri"],
+                campaign=r["campaign"],
+                phase=r["phase"],
+            )
+        )
     return out
 
 
-def write_decisions(uri: str, decisions: Iterable[Decision], store: ObjectStore | None = None) -> str:
+def write_decisions(
+    uri: str, decisions: Iterable[Decision], store: ObjectStore | None = None
+) -> str:
     """Write a decision log as Parquet (atomically); returns the URI."""
     return write_table(uri, decision_rows(decisions), DECISIONS, store)
 
@@ -115,8 +162,14 @@ def read_decisions(uris: str | Sequence[str], store: ObjectStore | None = None) 
     return [d for u in uris for d in rows_to_decisions(read_table(u, DECISIONS, store))]
 
 
-def decisions_from_results(tasks: Iterable, results: Iterable, *, media_uris: Mapping[str, str] | None = None,
-                           campaign: str | None = None, phase: int | None = None) -> list[Decision]:
+def decisions_from_results(
+    tasks: Iterable,
+    results: Iterable,
+    *,
+    media_uris: Mapping[str, str] | None = None,
+    campaign: str | None = None,
+    phase: int | None = None,
+) -> list[Decision]:
     """Decisions from human tasks and their results (`HumanTask` / `HumanResult`-like objects).
 
     A result whose task is unknown is a ValueError naming its task id.
@@ -128,10 +181,22 @@ def decisions_from_results(tasks: Iterable, results: Iterable, *, media_uris: Ma
         t = by_id.get(r.task_id)
         if t is None:
             raise ValueError(f"result for unknown task {r.task_id!r}")
-        out.append(Decision(
-            task_id=t.task_id, kind=t.kind, media_id=t.media_id, phrase=t.phrase, rater=r.rater,
-            label=r.label, masks=list(t.masks), instances=list(getattr(r, "instances", []) or []),
-            reason=getattr(r, "reason", None), seconds=getattr(r, "seconds", None),
-            ai_assisted=bool(getattr(t, "ai_assisted", False)), media_uri=media_uris.get(t.media_id),
-            campaign=campaign, phase=phase))
+        out.append(
+            Decision(
+                task_id=t.task_id,
+                kind=t.kind,
+                media_id=t.media_id,
+                phrase=t.phrase,
+                rater=r.rater,
+                label=r.label,
+                masks=list(t.masks),
+                instances=list(getattr(r, "instances", []) or []),
+                reason=getattr(r, "reason", None),
+                seconds=getattr(r, "seconds", None),
+                ai_assisted=bool(getattr(t, "ai_assisted", False)),
+                media_uri=media_uris.get(t.media_id),
+                campaign=campaign,
+                phase=phase,
+            )
+        )
     return out

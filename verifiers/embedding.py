@@ -31,7 +31,9 @@ class PhraseFeatures:
 
             for p, row in zip(new, get_embedder(self.embedder_name).encode(new)):
                 self._cache[p] = row
-        return np.stack([self._cache[p] for p in phrases]) if phrases else np.zeros((0, 1), np.float32)
+        return (
+            np.stack([self._cache[p] for p in phrases]) if phrases else np.zeros((0, 1), np.float32)
+        )
 
     def fit(self, phrases: Sequence[str]) -> PhraseFeatures:
         uniq = list(dict.fromkeys(phrases))
@@ -55,8 +57,12 @@ class PhraseFeatures:
         return np.hstack([words, proj.astype(np.float32)])
 
     def state(self) -> dict:
-        return {"embedder": self.embedder_name, "dims": self.dims, "mean": self.mean,
-                "components": self.components}
+        return {
+            "embedder": self.embedder_name,
+            "dims": self.dims,
+            "mean": self.mean,
+            "components": self.components,
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> PhraseFeatures:

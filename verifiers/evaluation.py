@@ -34,7 +34,7 @@ def rater_agreement(examples: Sequence[Example], predicted: Sequence[str | None]
             continue
         used = False
         for i, own in enumerate(ex.votes):
-            counts = Counter(ex.votes[:i] + ex.votes[i + 1:]).most_common()
+            counts = Counter(ex.votes[:i] + ex.votes[i + 1 :]).most_common()
             if len(counts) > 1 and counts[0][1] == counts[1][1]:
                 continue  # the other raters tie: no truth for this held-out rater
             truth = counts[0][0]
@@ -43,13 +43,18 @@ def rater_agreement(examples: Sequence[Example], predicted: Sequence[str | None]
             ai += pred == truth
             used = True
         items += used
-    return {"items": items, "judgements": n,
-            "ai_accuracy": ai / n if n else float("nan"),
-            "human_accuracy": human / n if n else float("nan"),
-            "ai_vs_majority_all": ai_all / n_all if n_all else float("nan")}
+    return {
+        "items": items,
+        "judgements": n,
+        "ai_accuracy": ai / n if n else float("nan"),
+        "human_accuracy": human / n if n else float("nan"),
+        "ai_vs_majority_all": ai_all / n_all if n_all else float("nan"),
+    }
 
 
-def requests_for(examples: Sequence[Example], images: dict | None = None, contexts: dict | None = None) -> list:
+def requests_for(
+    examples: Sequence[Example], images: dict | None = None, contexts: dict | None = None
+) -> list:
     images, contexts = images or {}, contexts or {}
     out = []
     for e in examples:
@@ -61,13 +66,21 @@ def requests_for(examples: Sequence[Example], images: dict | None = None, contex
     return out
 
 
-def run_examples(verifier, examples: Sequence[Example], images: dict | None = None,
-                 contexts: dict | None = None) -> list[Verdict]:
+def run_examples(
+    verifier, examples: Sequence[Example], images: dict | None = None, contexts: dict | None = None
+) -> list[Verdict]:
     return verifier.verify(requests_for(examples, images, contexts))
 
 
-def evaluate_verifier(verifier, examples: Sequence[Example], *, precision: float = 0.98, min_support: int = 10,
-                      bound: str = "empirical", verdicts: Sequence[Verdict] | None = None) -> dict:
+def evaluate_verifier(
+    verifier,
+    examples: Sequence[Example],
+    *,
+    precision: float = 0.98,
+    min_support: int = 10,
+    bound: str = "empirical",
+    verdicts: Sequence[Verdict] | None = None,
+) -> dict:
     """Agreement with humans plus thresholds/reliability of P(accept) against the majority vote."""
     verdicts = list(verdicts) if verdicts is not None else run_examples(verifier, examples)
     ok = [i for i, v in enumerate(verdicts) if v.error is None]
@@ -75,5 +88,11 @@ def evaluate_verifier(verifier, examples: Sequence[Example], *, precision: float
     p = np.array([verdicts[i].p("accept") for i in ok])
     y = np.array([examples[i].majority == "accept" for i in ok])
     report = threshold_report(p, y, precision, min_support, bound)
-    return {"task": verifier.task, "verifier": verifier.version, "examples": len(examples),
-            "errors": len(examples) - len(ok), **agreement, **report}
+    return {
+        "task": verifier.task,
+        "verifier": verifier.version,
+        "examples": len(examples),
+        "errors": len(examples) - len(ok),
+        **agreement,
+        **report,
+    }

@@ -66,11 +66,18 @@ def _iou_matrix(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
 def _correction_examples(d: Decision, match_iou: float) -> tuple[list[Example], list[Example]]:
     mv, ev = [], []
     base = f"{d.task_id}#{d.rater}"
-    common = {"media_id": d.media_id, "phrase": d.phrase, "raters": [d.rater], "source": "correction",
-              "media_uri": d.media_uri}
+    common = {
+        "media_id": d.media_id,
+        "phrase": d.phrase,
+        "raters": [d.rater],
+        "source": "correction",
+        "media_uri": d.media_uri,
+    }
     if d.label == "dropped":
         if d.reason in EV_LABELS:
-            ev.append(Example("ev", f"{base}#final", masks=list(d.masks), votes=[d.reason], **common))
+            ev.append(
+                Example("ev", f"{base}#final", masks=list(d.masks), votes=[d.reason], **common)
+            )
         return mv, ev
     inputs = [instance_to_mask(m) for m in d.masks]
     outputs = [instance_to_mask(m) for m in d.instances]
@@ -78,19 +85,29 @@ def _correction_examples(d: Decision, match_iou: float) -> tuple[list[Example], 
     added = [k for k in range(len(outputs)) if not len(inputs) or iou[k].max() < match_iou]
     removed = [j for j in range(len(inputs)) if not len(outputs) or iou[:, j].max() < match_iou]
     for k in added:
-        mv.append(Example("mv", f"{base}#add{k}", masks=[d.instances[k]], votes=["accept"], **common))
+        mv.append(
+            Example("mv", f"{base}#add{k}", masks=[d.instances[k]], votes=["accept"], **common)
+        )
     for j in removed:
         mv.append(Example("mv", f"{base}#rm{j}", masks=[d.masks[j]], votes=["reject"], **common))
     ev.append(Example("ev", f"{base}#final", masks=list(d.instances), votes=["accept"], **common))
     if added:
         crowd_only = all(d.instances[k].iscrowd for k in added)
-        ev.append(Example("ev", f"{base}#before", masks=list(d.masks),
-                          votes=["reject_unseparated" if crowd_only else "reject"], **common))
+        ev.append(
+            Example(
+                "ev",
+                f"{base}#before",
+                masks=list(d.masks),
+                votes=["reject_unseparated" if crowd_only else "reject"],
+                **common,
+            )
+        )
     return mv, ev
 
 
-def build_examples(decisions: Iterable[Decision], *, use_corrections: bool = True,
-                   match_iou: float = 0.5) -> ExampleSet:
+def build_examples(
+    decisions: Iterable[Decision], *, use_corrections: bool = True, match_iou: float = 0.5
+) -> ExampleSet:
     """Group decisions into MV and EV examples (see module docstring)."""
     out = ExampleSet()
     groups: dict[str, list[Decision]] = {}
@@ -109,7 +126,16 @@ def build_examples(decisions: Iterable[Decision], *, use_corrections: bool = Tru
         first = ds[0]
         if any(d.kind != first.kind for d in ds):
             raise ValueError(f"task {task_id!r} has decisions of several kinds")
-        ex = Example(first.kind, task_id, first.media_id, first.phrase, list(first.masks),
-                     [d.label for d in ds], [d.rater for d in ds], first.kind, first.media_uri)
+        ex = Example(
+            first.kind,
+            task_id,
+            first.media_id,
+            first.phrase,
+            list(first.masks),
+            [d.label for d in ds],
+            [d.rater for d in ds],
+            first.kind,
+            first.media_uri,
+        )
         out.of(first.kind).append(ex)
     return out

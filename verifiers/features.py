@@ -28,31 +28,74 @@ from scipy import ndimage
 
 from verifiers.context import PairContext
 
-PAIR_FEATURES = ["presence", "max_score", "n_ge50", "n_30_50", "n_10_30", "semantic_area", "semantic_max",
-                 "instance_area", "unexplained_area", "explained_fraction"]
+PAIR_FEATURES = [
+    "presence",
+    "max_score",
+    "n_ge50",
+    "n_30_50",
+    "n_10_30",
+    "semantic_area",
+    "semantic_max",
+    "instance_area",
+    "unexplained_area",
+    "explained_fraction",
+]
 MV_FEATURES = PAIR_FEATURES + [
-    "area_frac", "log_area", "bbox_fill", "compactness", "n_components", "largest_component", "aspect",
-    "touches_border", "best_iou", "matched_score", "matched_rank", "matched_stability",
-    "matched_semantic_agreement", "box_agreement", "other_iou", "covered_by_others", "n_overlapping",
-    "mask_semantic", "semantic_boundary_contrast", "edge_ratio", "colour_contrast"]
+    "area_frac",
+    "log_area",
+    "bbox_fill",
+    "compactness",
+    "n_components",
+    "largest_component",
+    "aspect",
+    "touches_border",
+    "best_iou",
+    "matched_score",
+    "matched_rank",
+    "matched_stability",
+    "matched_semantic_agreement",
+    "box_agreement",
+    "other_iou",
+    "covered_by_others",
+    "n_overlapping",
+    "mask_semantic",
+    "semantic_boundary_contrast",
+    "edge_ratio",
+    "colour_contrast",
+]
 EV_FEATURES = PAIR_FEATURES + [
-    "n_masks", "union_area", "unexplained_semantic", "unexplained_share", "n_unmatched_pred",
-    "max_unmatched_score", "sum_unmatched_score", "n_near_unmatched", "max_unmatched_agreement",
-    "max_unmatched_stability", "n_masks_unmatched", "excess_detections", "union_semantic"]
+    "n_masks",
+    "union_area",
+    "unexplained_semantic",
+    "unexplained_share",
+    "n_unmatched_pred",
+    "max_unmatched_score",
+    "sum_unmatched_score",
+    "n_near_unmatched",
+    "max_unmatched_agreement",
+    "max_unmatched_stability",
+    "n_masks_unmatched",
+    "excess_detections",
+    "union_semantic",
+]
 NAN = float("nan")
 
 
 def _coded(rle: dict) -> dict:
     counts = rle["counts"]
-    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return {
+        "size": list(rle["size"]),
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
 
 
 def iou_matrix(a: list[dict], b: list[dict]) -> np.ndarray:
     """Pairwise mask IoU (len(a), len(b)) of COCO RLEs of one image size (pycocotools, no decoding)."""
     if not a or not b:
         return np.zeros((len(a), len(b)))
-    return np.asarray(mask_utils.iou([_coded(r) for r in a], [_coded(r) for r in b], [0] * len(b)),
-                      dtype=float).reshape(len(a), len(b))
+    return np.asarray(
+        mask_utils.iou([_coded(r) for r in a], [_coded(r) for r in b], [0] * len(b)), dtype=float
+    ).reshape(len(a), len(b))
 
 
 def intersection_area(rle: dict, others: list[dict]) -> int:
@@ -85,10 +128,24 @@ def pair_features(ctx: PairContext | None) -> list[float]:
     if ctx is None:
         return [NAN] * len(PAIR_FEATURES)
     s = np.asarray(ctx.scores, dtype=np.float64)
-    sem = [ctx.semantic.get(k, NAN) for k in ("semantic_area", "semantic_max", "instance_area",
-                                              "unexplained_area", "explained_fraction")]
-    return [ctx.presence, float(s.max()) if s.size else 0.0, float((s >= 0.5).sum()),
-            float(((s >= 0.3) & (s < 0.5)).sum()), float(((s >= 0.1) & (s < 0.3)).sum()), *sem]
+    sem = [
+        ctx.semantic.get(k, NAN)
+        for k in (
+            "semantic_area",
+            "semantic_max",
+            "instance_area",
+            "unexplained_area",
+            "explained_fraction",
+        )
+    ]
+    return [
+        ctx.presence,
+        float(s.max()) if s.size else 0.0,
+        float((s >= 0.5).sum()),
+        float(((s >= 0.3) & (s < 0.5)).sum()),
+        float(((s >= 0.1) & (s < 0.3)).sum()),
+        *sem,
+    ]
 
 
 def mask_geometry(mask: np.ndarray) -> tuple[list[float], tuple[slice, slice] | None]:
@@ -98,19 +155,32 @@ def mask_geometry(mask: np.ndarray) -> tuple[list[float], tuple[slice, slice] | 
         return [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], None
     ys, xs = np.nonzero(mask)
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    local = mask[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1]
+    local = mask[max(0, y0 - 1) : y1 + 1, max(0, x0 - 1) : x1 + 1]
     perimeter = area - int(np.count_nonzero(ndimage.binary_erosion(local)))
     labels, n = ndimage.label(local)
     largest = np.bincount(labels.ravel())[1:].max() / area if n else 0.0
     bw, bh = x1 - x0, y1 - y0
     border = float(y0 == 0 or x0 == 0 or y1 == h or x1 == w)
-    geo = [area / (h * w), math.log1p(area), area / (bw * bh), min(2.0, 4 * math.pi * area / max(1, perimeter) ** 2),
-           float(n), float(largest), max(bw, bh) / max(1, min(bw, bh)), border]
+    geo = [
+        area / (h * w),
+        math.log1p(area),
+        area / (bw * bh),
+        min(2.0, 4 * math.pi * area / max(1, perimeter) ** 2),
+        float(n),
+        float(largest),
+        max(bw, bh) / max(1, min(bw, bh)),
+        border,
+    ]
     pad = 3
-    return geo, (slice(max(0, y0 - pad), min(h, y1 + pad)), slice(max(0, x0 - pad), min(w, x1 + pad)))
+    return geo, (
+        slice(max(0, y0 - pad), min(h, y1 + pad)),
+        slice(max(0, x0 - pad), min(w, x1 + pad)),
+    )
 
 
-def image_boundary(mask: np.ndarray, window, image: np.ndarray | None, grad: np.ndarray | None) -> list[float]:
+def image_boundary(
+    mask: np.ndarray, window, image: np.ndarray | None, grad: np.ndarray | None
+) -> list[float]:
     """Edge strength on the mask boundary (vs the image mean) and colour contrast across it."""
     if image is None or window is None or grad is None:
         return [NAN, NAN]
@@ -150,8 +220,13 @@ def semantic_inside(mask: np.ndarray, sem_map: np.ndarray | None) -> tuple[float
     return inside, contrast
 
 
-def mv_features(mask: np.ndarray, rle: dict, ctx: PairContext | None, image: np.ndarray | None = None,
-                grad: np.ndarray | None = None) -> list[float]:
+def mv_features(
+    mask: np.ndarray,
+    rle: dict,
+    ctx: PairContext | None,
+    image: np.ndarray | None = None,
+    grad: np.ndarray | None = None,
+) -> list[float]:
     """The MV feature row of one mask (boolean and its RLE; names: `MV_FEATURES`)."""
     geo, window = mask_geometry(mask)
     match = [NAN] * 9
@@ -162,14 +237,27 @@ def mv_features(mask: np.ndarray, rle: dict, ctx: PairContext | None, image: np.
             j = int(ious.argmax())
             p = preds[j]
             ys, xs = np.nonzero(mask)
-            own_box = [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()] if len(ys) else [0, 0, 0, 0]
+            own_box = (
+                [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
+                if len(ys)
+                else [0, 0, 0, 0]
+            )
             rank = float((np.asarray(ctx.scores) > p.score).sum())
             others = [k for k in range(len(preds)) if k != j]
             other_iou = float(ious[others].max()) if others else 0.0
             area = max(1, int(np.count_nonzero(mask)))
             covered = intersection_area(rle, [preds[k].rle for k in others]) / area
-            match = [float(ious[j]), p.score, rank, p.stability, p.semantic_agreement,
-                     box_iou(own_box, p.bbox), other_iou, float(covered), float((ious[others] > 0.1).sum())]
+            match = [
+                float(ious[j]),
+                p.score,
+                rank,
+                p.stability,
+                p.semantic_agreement,
+                box_iou(own_box, p.bbox),
+                other_iou,
+                float(covered),
+                float((ious[others] > 0.1).sum()),
+            ]
         else:
             match = [0.0, 0.0, float(len(ctx.scores)), NAN, NAN, 0.0, 0.0, 0.0, 0.0]
     sem = semantic_inside(mask, ctx.semantic_map if ctx is not None else None)
@@ -199,9 +287,17 @@ def ev_features(masks: list[np.ndarray], rles: list[dict], ctx: PairContext | No
         near = [p for p in unmatched if p.score < 0.5]
         masks_unmatched = int((ious.max(axis=0) < 0.5).sum()) if masks and preds else n
         n_ge50 = float((np.asarray(ctx.scores) >= 0.5).sum())
-        rest = [unexplained, share, float(len(strong)), max((p.score for p in strong), default=0.0),
-                float(sum(p.score for p in strong)), float(len(near)),
-                max((p.semantic_agreement for p in unmatched), default=0.0),
-                max((p.stability for p in unmatched if not math.isnan(p.stability)), default=NAN),
-                float(masks_unmatched), n_ge50 - n, union_sem]
+        rest = [
+            unexplained,
+            share,
+            float(len(strong)),
+            max((p.score for p in strong), default=0.0),
+            float(sum(p.score for p in strong)),
+            float(len(near)),
+            max((p.semantic_agreement for p in unmatched), default=0.0),
+            max((p.stability for p in unmatched if not math.isnan(p.stability)), default=NAN),
+            float(masks_unmatched),
+            n_ge50 - n,
+            union_sem,
+        ]
     return pair_features(ctx) + [float(n), union_area] + rest

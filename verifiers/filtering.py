@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 
-def rescore_presence(preds: Sequence[dict], model_presence: Mapping, ev_presence: Mapping) -> list[dict]:
+def rescore_presence(
+    preds: Sequence[dict], model_presence: Mapping, ev_presence: Mapping
+) -> list[dict]:
     out = []
     for p in preds:
         pid = p["image_id"]
@@ -25,7 +27,9 @@ def rescore_presence(preds: Sequence[dict], model_presence: Mapping, ev_presence
     return out
 
 
-def drop_rejected(preds: Sequence[dict], p_accept: Sequence[float | None], threshold: float = 0.5) -> list[dict]:
+def drop_rejected(
+    preds: Sequence[dict], p_accept: Sequence[float | None], threshold: float = 0.5
+) -> list[dict]:
     if len(preds) != len(p_accept):
         raise ValueError(f"{len(preds)} predictions but {len(p_accept)} MV probabilities")
     return [p for p, a in zip(preds, p_accept) if a is None or a >= threshold]

@@ -9,18 +9,24 @@ own words, used by the MLLM prompt.
 from __future__ import annotations
 
 MV_LABELS: tuple[str, ...] = ("accept", "accept_as_text", "flag_label", "whole_image", "reject")
-EV_LABELS: tuple[str, ...] = ("accept", "reject", "reject_unseparated", "flag_label", "whole_image",
-                              "ungroundable")
+EV_LABELS: tuple[str, ...] = (
+    "accept",
+    "reject",
+    "reject_unseparated",
+    "flag_label",
+    "whole_image",
+    "ungroundable",
+)
 LABELS: dict[str, tuple[str, ...]] = {"mv": MV_LABELS, "ev": EV_LABELS}
 TASKS = ("mv", "ev")
 
 DESCRIPTIONS: dict[str, dict[str, str]] = {
     "mv": {
         "accept": "the mask shows one instance of the phrase and its boundary is good (need not be "
-                  "pixel-perfect)",
+        "pixel-perfect)",
         "accept_as_text": "the mask covers written text that matches the phrase",
         "flag_label": "the phrase is sensitive or offensive (race, religion, slurs, animal words for "
-                      "people)",
+        "people)",
         "whole_image": "the phrase describes the whole scene, medium or location, not an object",
         "reject": "the mask does not show an instance of the phrase, or its boundary is poor",
     },
@@ -29,7 +35,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "reject": "some instance of the phrase is missing and could be separated from the others",
         "reject_unseparated": "instances are missing but they cannot be separated (a crowd or group)",
         "flag_label": "the phrase is sensitive or offensive (race, religion, slurs, animal words for "
-                      "people)",
+        "people)",
         "whole_image": "the phrase describes the whole scene, medium or location, not an object",
         "ungroundable": "the phrase is vague or cannot be located in images; unsure",
     },

@@ -27,8 +27,13 @@ from verifiers.embedding import PhraseFeatures
 from verifiers.features import EV_FEATURES, MV_FEATURES, ev_features, image_gradient, mv_features
 from verifiers.labels import labels_for
 
-DEFAULT_PARAMS = {"max_iter": 200, "learning_rate": 0.06, "max_leaf_nodes": 15, "min_samples_leaf": 12,
-                  "l2_regularization": 1.0}
+DEFAULT_PARAMS = {
+    "max_iter": 200,
+    "learning_rate": 0.06,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 12,
+    "l2_regularization": 1.0,
+}
 
 
 @dataclass
@@ -43,7 +48,9 @@ class Item:
 class FeatureBuilder:
     """Feature rows for MV / EV items (see module docstring)."""
 
-    def __init__(self, phrases: PhraseFeatures, contexts=None, media: Callable[[str], Any] | None = None):
+    def __init__(
+        self, phrases: PhraseFeatures, contexts=None, media: Callable[[str], Any] | None = None
+    ):
         self.phrases, self.contexts, self.media = phrases, contexts, media
 
     def names(self, task: str) -> list[str]:
@@ -56,7 +63,11 @@ class FeatureBuilder:
         for it in items:
             if it.media_id in images or it.media_id in errors:
                 continue
-            src = it.image if it.image is not None else (self.media(it.media_id) if self.media else None)
+            src = (
+                it.image
+                if it.image is not None
+                else (self.media(it.media_id) if self.media else None)
+            )
             if src is None:
                 continue
             try:
@@ -92,7 +103,9 @@ class FeatureBuilder:
                         raise ValueError(f"an MV item needs one mask, got {len(masks)}")
                     img = images.get(it.media_id)
                     if img is not None and img.shape[:2] != masks[0].shape:
-                        raise ValueError(f"mask size {masks[0].shape} does not match image {img.shape[:2]}")
+                        raise ValueError(
+                            f"mask size {masks[0].shape} does not match image {img.shape[:2]}"
+                        )
                     out[i] = mv_features(masks[0], it.masks[0].rle, c, img, grads.get(it.media_id))
                 else:
                     out[i] = ev_features(masks, [m.rle for m in it.masks], c)
@@ -105,7 +118,13 @@ def _fit_clf(params: dict, seed: int, X: np.ndarray, y: np.ndarray):
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP on small data: ~8x slower on shared cores
+    empty = np.isnan(X).all(axis=0)
+    if empty.any():  # scikit-learn cannot bin a feature that never has a value: make it constant
+        X = X.copy()
+        X[:, empty] = 0.0
+    with threadpool_limits(
+        limits=1, user_api="openmp"
+    ):  # OpenMP on small data: ~8x slower on shared cores
         return HistGradientBoostingClassifier(random_state=seed, **params).fit(X, y)
 
 
@@ -135,8 +154,17 @@ class TaskModel:
     metrics: dict = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, task: str, X: np.ndarray, y: Sequence[str], groups: Sequence[str], feature_names: list[str],
-            seed: int = 0, params: dict | None = None, holdout: float = 0.2) -> TaskModel:
+    def fit(
+        cls,
+        task: str,
+        X: np.ndarray,
+        y: Sequence[str],
+        groups: Sequence[str],
+        feature_names: list[str],
+        seed: int = 0,
+        params: dict | None = None,
+        holdout: float = 0.2,
+    ) -> TaskModel:
         order = labels_for(task)
         bad = sorted(set(y) - set(order))
         if bad:
@@ -152,7 +180,11 @@ class TaskModel:
         groups = np.asarray(groups)
         uniq = np.unique(groups)
         rng = np.random.default_rng(seed)
-        held = set(rng.choice(uniq, size=max(1, round(holdout * len(uniq))), replace=False)) if len(uniq) > 4 else set()
+        held = (
+            set(rng.choice(uniq, size=max(1, round(holdout * len(uniq))), replace=False))
+            if len(uniq) > 4
+            else set()
+        )
         val = np.isin(groups, list(held))
         if held and len(np.unique(y_idx[~val])) == len(classes) and val.sum() >= 20:
             clf = _fit_clf(params, seed, X[~val], y_idx[~val])
@@ -160,13 +192,18 @@ class TaskModel:
             yv = y_idx[val]
 
             def nll(log_t: float) -> float:
-                return -float(np.log(_softmax_t(logp, np.exp(log_t))[np.arange(len(yv)), yv] + 1e-12).mean())
+                return -float(
+                    np.log(_softmax_t(logp, np.exp(log_t))[np.arange(len(yv)), yv] + 1e-12).mean()
+                )
 
             res = minimize_scalar(nll, bounds=(-2.0, 2.0), method="bounded")
             model.temperature = float(np.exp(res.x))
-            model.metrics.update(holdout_examples=int(val.sum()), holdout_nll_raw=round(nll(0.0), 4),
-                                 holdout_nll_calibrated=round(float(res.fun), 4),
-                                 holdout_accuracy=round(float((logp.argmax(1) == yv).mean()), 4))
+            model.metrics.update(
+                holdout_examples=int(val.sum()),
+                holdout_nll_raw=round(nll(0.0), 4),
+                holdout_nll_calibrated=round(float(res.fun), 4),
+                holdout_accuracy=round(float((logp.argmax(1) == yv).mean()), 4),
+            )
         model.clf = _fit_clf(params, seed, X, y_idx)
         return model
 
@@ -179,7 +216,9 @@ class TaskModel:
             out[:, cols[0]] = 1.0
             return out
         if X.shape[1] != len(self.feature_names):
-            raise ValueError(f"{self.task} model expects {len(self.feature_names)} features, got {X.shape[1]}")
+            raise ValueError(
+                f"{self.task} model expects {len(self.feature_names)} features, got {X.shape[1]}"
+            )
         logp = np.log(np.clip(_proba(self.clf, X), 1e-9, 1.0))
         out[:, cols] = _softmax_t(logp, self.temperature)
         return out

@@ -32,11 +32,21 @@ from verifiers.render import render_ev, render_mv
 class MLLMVerifier:
     backend = "mllm"
 
-    def __init__(self, task: str, scorer: Any, *, media: Callable[[str], Any] | None = None, seed: int = 0,
-                 panel: int = 384, version: str | None = None):
+    def __init__(
+        self,
+        task: str,
+        scorer: Any,
+        *,
+        media: Callable[[str], Any] | None = None,
+        seed: int = 0,
+        panel: int = 384,
+        version: str | None = None,
+    ):
         labels_for(task)
         self.task, self.scorer, self.media, self.seed, self.panel = task, scorer, media, seed, panel
-        self.version = version or f"mllm:{getattr(scorer, 'name', type(scorer).__name__)}:p{PROMPT_VERSION}"
+        self.version = (
+            version or f"mllm:{getattr(scorer, 'name', type(scorer).__name__)}:p{PROMPT_VERSION}"
+        )
 
     def render(self, request: Request, image) -> Any:
         masks = [instance_to_mask(m) for m in request.masks]
@@ -45,7 +55,9 @@ class MLLMVerifier:
         return render_ev(image, masks)
 
     def prompt(self, request: Request):
-        seed = request_seed(self.seed, self.task, request.media_id, request.phrase, request.request_id or "")
+        seed = request_seed(
+            self.seed, self.task, request.media_id, request.phrase, request.request_id or ""
+        )
         return build_prompt(self.task, request.phrase, seed)
 
     def verify(self, requests: Sequence[Request]) -> list[Verdict]:
@@ -58,7 +70,11 @@ class MLLMVerifier:
         images: dict[str, Any] = {}
         for i, r in enumerate(requests):
             try:
-                src = r.image if r.image is not None else (self.media(r.media_id) if self.media else None)
+                src = (
+                    r.image
+                    if r.image is not None
+                    else (self.media(r.media_id) if self.media else None)
+                )
                 if src is None:
                     raise ValueError(f"no image for media {r.media_id!r}")
                 if r.image is None and r.media_id in images:

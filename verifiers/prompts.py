@@ -26,11 +26,15 @@ LETTERS = "ABCDEFGHIJ"
 _TOKEN_RE = re.compile(r"^\W*([A-Z])\W*$")
 
 INTRO = {
-    "mv": ("The image shows two views of one region: on the left, a zoomed-out view with a red box around "
-           "an object; on the right, a zoomed-in view with a candidate mask drawn in blue. Does the mask "
-           "show an instance of the phrase \"{phrase}\"?"),
-    "ev": ("The image shows every instance of the phrase \"{phrase}\" found so far as a red box (no boxes: "
-           "none found). Are all instances of the phrase in the image boxed?"),
+    "mv": (
+        "The image shows two views of one region: on the left, a zoomed-out view with a red box around "
+        "an object; on the right, a zoomed-in view with a candidate mask drawn in blue. Does the mask "
+        'show an instance of the phrase "{phrase}"?'
+    ),
+    "ev": (
+        'The image shows every instance of the phrase "{phrase}" found so far as a red box (no boxes: '
+        "none found). Are all instances of the phrase in the image boxed?"
+    ),
 }
 
 
@@ -77,7 +81,9 @@ def label_probs(logprobs: Mapping[str, float], choice: Choice) -> list[float]:
     """Probabilities over the task's labels (label-set order); ValueError when no letter was scored."""
     scored = {k: v for k, v in logprobs.items() if k in choice.letters}
     if not scored:
-        raise ValueError(f"none of the choice letters {choice.offered} is among the answer's top tokens")
+        raise ValueError(
+            f"none of the choice letters {choice.offered} is among the answer's top tokens"
+        )
     top = max(scored.values())
     weights = {choice.letters[k]: math.exp(v - top) for k, v in scored.items()}
     total = sum(weights.values())

@@ -63,7 +63,9 @@ def reliability_png(curves: dict[str, dict], path: str | Path, title: str = "rel
             bl = bx0 + c * width
             h = (hy1 - hy0 - 2) * b["count"] / top
             d.rectangle([bl + 1, hy1 - h, bl + width - 1, hy1 - 1], fill=colour)
-        d.text((x0 + 10, y0 + 10 + 16 * c), f"{name}  ECE {rel['ece']:.3f}  n={rel['n']}", fill=colour)
+        d.text(
+            (x0 + 10, y0 + 10 + 16 * c), f"{name}  ECE {rel['ece']:.3f}  n={rel['n']}", fill=colour
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="PNG")

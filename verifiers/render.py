@@ -52,8 +52,9 @@ def _window(box, scale: float, min_side: float) -> Window:
     return Window(cx - side / 2, cy - side / 2, side)
 
 
-def mv_windows(mask: np.ndarray, context_scale: float = 3.0, zoom_scale: float = 1.4,
-               min_context: float = 0.5) -> tuple[Window, Window]:
+def mv_windows(
+    mask: np.ndarray, context_scale: float = 3.0, zoom_scale: float = 1.4, min_context: float = 0.5
+) -> tuple[Window, Window]:
     """(zoomed-out window, zoomed-in window) of a mask, in image pixels."""
     h, w = mask.shape
     box = mask_box(mask)
@@ -62,13 +63,16 @@ def mv_windows(mask: np.ndarray, context_scale: float = 3.0, zoom_scale: float =
 
 def _crop(img: Image.Image, win: Window, panel: int, resample) -> Image.Image:
     box = (round(win.x0), round(win.y0), round(win.x0 + win.side), round(win.y0 + win.side))
-    canvas = Image.new(img.mode, (box[2] - box[0], box[3] - box[1]),
-                       PAD_COLOUR if img.mode == "RGB" else 0)
+    canvas = Image.new(
+        img.mode, (box[2] - box[0], box[3] - box[1]), PAD_COLOUR if img.mode == "RGB" else 0
+    )
     canvas.paste(img, (-box[0], -box[1]))
     return canvas.resize((panel, panel), resample)
 
 
-def render_mv(image: np.ndarray, mask: np.ndarray, panel: int = 384, **window_kwargs) -> Image.Image:
+def render_mv(
+    image: np.ndarray, mask: np.ndarray, panel: int = 384, **window_kwargs
+) -> Image.Image:
     """The MV input: zoomed-out crop with a box | zoomed-in crop with the mask overlaid."""
     if image.shape[:2] != mask.shape:
         raise ValueError(f"mask {mask.shape} does not match image {image.shape[:2]}")

@@ -22,7 +22,9 @@ from verifiers.learned import FeatureBuilder, Item, TaskModel
 from verifiers.store import VerifierSet
 
 
-def media_resolver(examples: Iterable[Example], media: Callable[[str], Any] | None) -> Callable[[str], Any]:
+def media_resolver(
+    examples: Iterable[Example], media: Callable[[str], Any] | None
+) -> Callable[[str], Any]:
     """media id -> image: the example's `media_uri` (read through the object store) first, else `media`."""
     uris = {e.media_id: e.media_uri for e in examples if e.media_uri}
 
@@ -37,25 +39,42 @@ def media_resolver(examples: Iterable[Example], media: Callable[[str], Any] | No
     return resolve
 
 
-def example_features(task: str, examples: Sequence[Example], builder: FeatureBuilder) -> tuple[np.ndarray, dict]:
+def example_features(
+    task: str, examples: Sequence[Example], builder: FeatureBuilder
+) -> tuple[np.ndarray, dict]:
     items = [Item(e.media_id, e.phrase, e.masks) for e in examples]
     return builder.rows(task, items)
 
 
-def train_verifiers(decisions: Iterable[Decision] | ExampleSet, *, contexts=None,
-                    media: Callable[[str], Any] | None = None, tasks: Sequence[str] = ("mv", "ev"),
-                    embedder: str = "minilm", dims: int = 16, seed: int = 0, params: dict | None = None,
-                    use_corrections: bool = True, info: dict | None = None) -> VerifierSet:
+def train_verifiers(
+    decisions: Iterable[Decision] | ExampleSet,
+    *,
+    contexts=None,
+    media: Callable[[str], Any] | None = None,
+    tasks: Sequence[str] = ("mv", "ev"),
+    embedder: str = "minilm",
+    dims: int = 16,
+    seed: int = 0,
+    params: dict | None = None,
+    use_corrections: bool = True,
+    info: dict | None = None,
+) -> VerifierSet:
     """Train the verifiers of `tasks` (see module docstring)."""
-    examples = decisions if isinstance(decisions, ExampleSet) else build_examples(decisions,
-                                                                                  use_corrections=use_corrections)
+    examples = (
+        decisions
+        if isinstance(decisions, ExampleSet)
+        else build_examples(decisions, use_corrections=use_corrections)
+    )
     chosen = {t: examples.of(t) for t in tasks if examples.of(t)}
     if not chosen:
         raise ValueError(f"no examples for tasks {list(tasks)} in the decisions")
     all_examples = [e for exs in chosen.values() for e in exs]
     phrases = PhraseFeatures(embedder, dims).fit([e.phrase for e in all_examples])
     builder = FeatureBuilder(phrases, contexts, media_resolver(all_examples, media))
-    models, meta = {}, {"examples": {}, "feature_errors": {}, "skipped_votes": dict(examples.skipped)}
+    models, meta = (
+        {},
+        {"examples": {}, "feature_errors": {}, "skipped_votes": dict(examples.skipped)},
+    )
     for task, exs in chosen.items():
         X, errors = example_features(task, exs, builder)
         rows, ys, groups = [], [], []
@@ -66,9 +85,14 @@ def train_verifiers(decisions: Iterable[Decision] | ExampleSet, *, contexts=None
                 rows.append(i)
                 ys.append(vote)
                 groups.append(e.media_id)
-        models[task] = TaskModel.fit(task, X[rows], ys, groups, builder.names(task), seed=seed, params=params)
-        meta["examples"][task] = {"tasks": len(exs), "votes": len(ys),
-                                  "from_corrections": sum(e.source == "correction" for e in exs)}
+        models[task] = TaskModel.fit(
+            task, X[rows], ys, groups, builder.names(task), seed=seed, params=params
+        )
+        meta["examples"][task] = {
+            "tasks": len(exs),
+            "votes": len(ys),
+            "from_corrections": sum(e.source == "correction" for e in exs),
+        }
         meta["feature_errors"][task] = len(errors)
     meta["feature_model"] = getattr(contexts, "model_version", None)
     return VerifierSet(models, phrases, {**meta, **(info or {})})

@@ -78,7 +78,9 @@ def _contexts(model_ref: str, root: str | None, score_threshold: float):
 
             loaded = ModelRegistry(root).load(model_ref)
         else:
-            raise ModelLoadError(f"--model {model_ref!r} is not a folder or preset, and no --root registry is set")
+            raise ModelLoadError(
+                f"--model {model_ref!r} is not a folder or preset, and no --root registry is set"
+            )
     except (ModelLoadError, LookupError) as err:
         _fail(str(err))
     return ContextProvider(loaded, score_threshold=score_threshold, model_version=model_ref)
@@ -111,29 +113,50 @@ def _evaluate(vset, examples, contexts, media, precision, min_support, bound) ->
     for task in vset.tasks:
         exs = examples.of(task)
         if exs:
-            out[task] = evaluate_verifier(vset.verifier(task, contexts, media), exs, precision=precision,
-                                          min_support=min_support, bound=bound)
+            out[task] = evaluate_verifier(
+                vset.verifier(task, contexts, media),
+                exs,
+                precision=precision,
+                min_support=min_support,
+                bound=bound,
+            )
     if not out:
         _fail(f"the decisions hold no examples for the verifier's tasks {vset.tasks}")
     return out
 
 
 def register(app: typer.Typer) -> None:
-    vapp = typer.Typer(help="AI verifiers (MV, EV): train, calibrate, evaluate.", no_args_is_help=True)
+    vapp = typer.Typer(
+        help="AI verifiers (MV, EV): train, calibrate, evaluate.", no_args_is_help=True
+    )
     app.add_typer(vapp, name="verifiers")
-    root_opt = typer.Option(None, "--root", envvar=ROOT_ENV, help="Storage root whose model registry holds "
-                            "verifier and model versions.")
-    media_opt = typer.Option(None, "--media", help="Folder / URI prefix holding <media id>.<png|jpg> images.")
+    root_opt = typer.Option(
+        None,
+        "--root",
+        envvar=ROOT_ENV,
+        help="Storage root whose model registry holds verifier and model versions.",
+    )
+    media_opt = typer.Option(
+        None, "--media", help="Folder / URI prefix holding <media id>.<png|jpg> images."
+    )
 
     @vapp.command("train")
     def train(
-        decisions: list[str] = typer.Option(..., "--decisions", help="Decision log Parquet URI (repeatable)."),
+        decisions: list[str] = typer.Option(
+            ..., "--decisions", help="Decision log Parquet URI (repeatable)."
+        ),
         out: str = typer.Option(..., "--out", help="Registry name (with --root) or output folder."),
-        model: str = typer.Option("tiny", "--model", help="SAM 3 model for features: registry ref, folder, tiny."),
+        model: str = typer.Option(
+            "tiny", "--model", help="SAM 3 model for features: registry ref, folder, tiny."
+        ),
         task: str = typer.Option("both", "--task", help="mv, ev or both."),
-        embedder: str = typer.Option("minilm", "--embedder", help="Phrase embedder: minilm, hashing or a folder."),
+        embedder: str = typer.Option(
+            "minilm", "--embedder", help="Phrase embedder: minilm, hashing or a folder."
+        ),
         seed: int = typer.Option(0, "--seed"),
-        score_threshold: float = typer.Option(0.3, "--score-threshold", help="Predictor threshold for features."),
+        score_threshold: float = typer.Option(
+            0.3, "--score-threshold", help="Predictor threshold for features."
+        ),
         root: str | None = root_opt,
         media: str | None = media_opt,
     ) -> None:
@@ -146,20 +169,33 @@ def register(app: typer.Typer) -> None:
         examples = _decisions(decisions)
         contexts = _contexts(model, root, score_threshold)
         try:
-            vset = train_verifiers(examples, contexts=contexts, media=media_resolver(media),
-                                   tasks=("mv", "ev") if task == "both" else (task,), embedder=embedder,
-                                   seed=seed, info={"decisions": decisions, "feature_model": model,
-                                                    "score_threshold": score_threshold})
+            vset = train_verifiers(
+                examples,
+                contexts=contexts,
+                media=media_resolver(media),
+                tasks=("mv", "ev") if task == "both" else (task,),
+                embedder=embedder,
+                seed=seed,
+                info={
+                    "decisions": decisions,
+                    "feature_model": model,
+                    "score_threshold": score_threshold,
+                },
+            )
         except ValueError as err:
             _fail(str(err))
         vset.info["feature_model"] = model
         reg = _registry(root)
         if reg is not None:
-            where = publish(vset, out, reg, lineage={"decisions": decisions, "feature_model": model})
+            where = publish(
+                vset, out, reg, lineage={"decisions": decisions, "feature_model": model}
+            )
         else:
             where = str(vset.save(out))
         for t, m in vset.models.items():
-            console.print(f"{t}: {vset.info['examples'][t]} classes {m.classes} temperature {m.temperature:.2f}")
+            console.print(
+                f"{t}: {vset.info['examples'][t]} classes {m.classes} temperature {m.temperature:.2f}"
+            )
         console.print(f"verifiers saved: [bold]{where}[/bold]")
 
     def _shared(verifier, decisions, model, root, media, precision, min_support, bound):
@@ -167,17 +203,33 @@ def register(app: typer.Typer) -> None:
         examples = _decisions(decisions)
         model_ref = model or vset.info.get("feature_model") or "tiny"
         contexts = _contexts(model_ref, root, float(vset.info.get("score_threshold", 0.3)))
-        return vset, _evaluate(vset, examples, contexts, media_resolver(media), precision, min_support, bound)
+        return vset, _evaluate(
+            vset, examples, contexts, media_resolver(media), precision, min_support, bound
+        )
 
     @vapp.command("calibrate")
     def calibrate(
-        verifier: str = typer.Option(..., "--verifier", help="Verifier folder or registry reference."),
-        decisions: list[str] = typer.Option(..., "--decisions", help="Human-labelled slice (repeatable)."),
-        out: Path = typer.Option(..., "--out", help="Folder for thresholds.json, calibration.json, reliability.png."),
-        precision: float = typer.Option(0.98, "--precision", help="Target precision of auto decisions."),
-        min_support: int = typer.Option(10, "--min-support", help="Fewest items an auto decision may rest on."),
-        bound: str = typer.Option("empirical", "--bound", help="empirical or wilson (lower confidence bound)."),
-        model: str | None = typer.Option(None, "--model", help="Feature model (default: the one trained with)."),
+        verifier: str = typer.Option(
+            ..., "--verifier", help="Verifier folder or registry reference."
+        ),
+        decisions: list[str] = typer.Option(
+            ..., "--decisions", help="Human-labelled slice (repeatable)."
+        ),
+        out: Path = typer.Option(
+            ..., "--out", help="Folder for thresholds.json, calibration.json, reliability.png."
+        ),
+        precision: float = typer.Option(
+            0.98, "--precision", help="Target precision of auto decisions."
+        ),
+        min_support: int = typer.Option(
+            10, "--min-support", help="Fewest items an auto decision may rest on."
+        ),
+        bound: str = typer.Option(
+            "empirical", "--bound", help="empirical or wilson (lower confidence bound)."
+        ),
+        model: str | None = typer.Option(
+            None, "--model", help="Feature model (default: the one trained with)."
+        ),
         root: str | None = root_opt,
         media: str | None = media_opt,
     ) -> None:
@@ -185,40 +237,74 @@ def register(app: typer.Typer) -> None:
         from verifiers.reliability import reliability_png
 
         if not 0 < precision <= 1 or bound not in ("empirical", "wilson"):
-            _fail(f"--precision must be in (0, 1] and --bound empirical or wilson (got {precision}, {bound!r})")
-        vset, report = _shared(verifier, decisions, model, root, media, precision, min_support, bound)
+            _fail(
+                f"--precision must be in (0, 1] and --bound empirical or wilson (got {precision}, {bound!r})"
+            )
+        vset, report = _shared(
+            verifier, decisions, model, root, media, precision, min_support, bound
+        )
         out.mkdir(parents=True, exist_ok=True)
-        thresholds = {"verifier": vset.version, "target_precision": precision,
-                      **{t: r["thresholds"] for t, r in report.items()}}
+        thresholds = {
+            "verifier": vset.version,
+            "target_precision": precision,
+            **{t: r["thresholds"] for t, r in report.items()},
+        }
         (out / "thresholds.json").write_text(json.dumps(thresholds, indent=2))
         (out / "calibration.json").write_text(json.dumps(report, indent=2, default=str))
-        png = reliability_png({t.upper(): r["reliability"] for t, r in report.items()}, out / "reliability.png",
-                              title=f"P(accept) reliability, {vset.version}")
+        png = reliability_png(
+            {t.upper(): r["reliability"] for t, r in report.items()},
+            out / "reliability.png",
+            title=f"P(accept) reliability, {vset.version}",
+        )
         table = Table(title=f"calibration at precision {precision}")
         for col in ("task", "n", "auto-accept at", "auto-reject at", "coverage", "ECE"):
             table.add_column(col)
         for t, r in report.items():
             th = r["thresholds"]
             fmt = lambda v: "-" if v is None else f"{v:.3f}"
-            table.add_row(t, str(th["n"]), fmt(th["accept_at"]), fmt(th["reject_at"]), f"{th['coverage']:.1%}",
-                          f"{r['reliability']['ece']:.3f}")
+            table.add_row(
+                t,
+                str(th["n"]),
+                fmt(th["accept_at"]),
+                fmt(th["reject_at"]),
+                f"{th['coverage']:.1%}",
+                f"{r['reliability']['ece']:.3f}",
+            )
         console.print(table)
-        console.print(f"thresholds: [bold]{out / 'thresholds.json'}[/bold]  diagram: [bold]{png}[/bold]")
+        console.print(
+            f"thresholds: [bold]{out / 'thresholds.json'}[/bold]  diagram: [bold]{png}[/bold]"
+        )
 
     @vapp.command("eval")
     def evaluate(
-        verifier: str = typer.Option(..., "--verifier", help="Verifier folder or registry reference."),
-        decisions: list[str] = typer.Option(..., "--decisions", help="Held-out decision logs (repeatable)."),
+        verifier: str = typer.Option(
+            ..., "--verifier", help="Verifier folder or registry reference."
+        ),
+        decisions: list[str] = typer.Option(
+            ..., "--decisions", help="Held-out decision logs (repeatable)."
+        ),
         out: Path | None = typer.Option(None, "--out", help="Also write the JSON report here."),
-        model: str | None = typer.Option(None, "--model", help="Feature model (default: the one trained with)."),
+        model: str | None = typer.Option(
+            None, "--model", help="Feature model (default: the one trained with)."
+        ),
         root: str | None = root_opt,
         media: str | None = media_opt,
     ) -> None:
         """Accuracy vs the majority of the other raters, beside a held-out rater's accuracy."""
-        keys = ("verifier", "examples", "errors", "items", "judgements", "ai_accuracy", "human_accuracy",
-                "ai_vs_majority_all")
+        keys = (
+            "verifier",
+            "examples",
+            "errors",
+            "items",
+            "judgements",
+            "ai_accuracy",
+            "human_accuracy",
+            "ai_vs_majority_all",
+        )
         _, report = _shared(verifier, decisions, model, root, media, 0.98, 10, "empirical")
-        result = {t: {k: r[k] for k in keys} | {"ece": r["reliability"]["ece"]} for t, r in report.items()}
+        result = {
+            t: {k: r[k] for k in keys} | {"ece": r["reliability"]["ece"]} for t, r in report.items()
+        }
         text = json.dumps(result, indent=2)
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
