@@ -141,6 +141,9 @@ def test_a_bad_item_is_an_error_verdict_not_a_failed_batch(trained):
     assert out[0].error is None and out[0].label in MV_LABELS
     assert "cannot decode" in out[1].error and out[1].probs == {}
     assert "does not match" in out[2].error
+    ev = vset.verifier("ev", trained["contexts"], trained["images"].get)
+    (bad_ev,) = ev.verify([EVRequest(e.media_id, e.phrase, [e.masks[0], wrong_size])])
+    assert "does not match" in bad_ev.error
 
 
 def test_features_reflect_mask_quality():

@@ -98,14 +98,14 @@ class FeatureBuilder:
             c = it.context if it.context is not None else ctx.get((it.media_id, it.phrase))
             try:
                 masks = [instance_to_mask(m) for m in it.masks]
+                img = images.get(it.media_id)
+                size = img.shape[:2] if img is not None else (c.height, c.width) if c else None
+                for m in masks:
+                    if size is not None and m.shape != tuple(size):
+                        raise ValueError(f"mask size {m.shape} does not match image {tuple(size)}")
                 if task == "mv":
                     if len(masks) != 1:
                         raise ValueError(f"an MV item needs one mask, got {len(masks)}")
-                    img = images.get(it.media_id)
-                    if img is not None and img.shape[:2] != masks[0].shape:
-                        raise ValueError(
-                            f"mask size {masks[0].shape} does not match image {img.shape[:2]}"
-                        )
                     out[i] = mv_features(masks[0], it.masks[0].rle, c, img, grads.get(it.media_id))
                 else:
                     out[i] = ev_features(masks, [m.rle for m in it.masks], c)

@@ -44,6 +44,7 @@ def reliability_png(curves: dict[str, dict], path: str | Path, title: str = "rel
     d.line([to_pixel(0, 0), to_pixel(1, 1)], fill=DIAGONAL, width=1)
     d.text((x0, 12), title, fill="black")
     d.text(((x0 + x1) // 2 - 60, y1 + 16), "mean predicted P", fill="black")
+    d.text((8, y0 - 14), "observed", fill="black")
     hx0, hy0, hx1, hy1 = HIST
     d.rectangle(HIST, outline="black")
     n_curves = max(1, len(curves))

@@ -7,7 +7,8 @@
 - `verifiers calibrate --verifier REF --decisions URI --out DIR`: auto-accept / auto-reject
   thresholds reaching `--precision` (default 0.98) on the labelled slice, the coverage left to AI,
   and a reliability diagram per task: `DIR/thresholds.json`, `DIR/calibration.json`,
-  `DIR/reliability.png`.
+  `DIR/reliability.png`; `--publish NAME` also publishes the verifiers carrying those thresholds
+  (`VerifierSet.thresholds`) as a new registry version.
 - `verifiers eval --verifier REF --decisions URI`: accuracy against the majority of the other raters
   beside a held-out rater's accuracy, per task, as JSON.
 Images are found through each decision's media URI, else `--media PREFIX/<media id>.<png|jpg>`, else
@@ -230,6 +231,12 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(
             None, "--model", help="Feature model (default: the one trained with)."
         ),
+        publish_as: str | None = typer.Option(
+            None,
+            "--publish",
+            help="Also publish the verifiers with these thresholds as a new "
+            "version of this registry name (needs --root; the calibrated version is its parent).",
+        ),
         root: str | None = root_opt,
         media: str | None = media_opt,
     ) -> None:
@@ -274,6 +281,26 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"thresholds: [bold]{out / 'thresholds.json'}[/bold]  diagram: [bold]{png}[/bold]"
         )
+        if publish_as:
+            from verifiers.store import publish
+
+            reg = _registry(root)
+            if reg is None:
+                _fail("--publish needs a registry: pass --root or set $" + ROOT_ENV)
+            parent = (
+                vset.version
+                if ":" in vset.version and not vset.version.startswith("dir:")
+                else None
+            )
+            vset.thresholds = thresholds
+            ref = publish(
+                vset,
+                publish_as,
+                reg,
+                parent=parent,
+                lineage={"calibrated_on": decisions, "calibrated_from": thresholds["verifier"]},
+            )
+            console.print(f"published with thresholds: [bold]{ref}[/bold]")
 
     @vapp.command("eval")
     def evaluate(
