@@ -40,7 +40,7 @@ class TableSchema:
         return f"{self.name} v{self.version}"
 
 
-_INSTANCE = pa.struct(
+INSTANCE_STRUCT = pa.struct(
     [
         pa.field("rle_size", pa.list_(pa.int32()), nullable=False),
         pa.field("rle_counts", pa.string(), nullable=False),
@@ -50,6 +50,31 @@ _INSTANCE = pa.struct(
         pa.field("score", pa.float64()),
     ]
 )
+
+
+
+def instance_to_row(i: Instance) -> dict:
+    """An Instance as an INSTANCE_STRUCT row."""
+    return {
+        "rle_size": list(i.rle["size"]),
+        "rle_counts": i.rle["counts"],
+        "bbox": list(i.bbox),
+        "iscrowd": i.iscrowd,
+        "source": i.source,
+        "score": i.score,
+    }
+
+
+def row_to_instance(r: dict) -> Instance:
+    """An INSTANCE_STRUCT row back as an Instance."""
+    return Instance(
+        rle={"size": r["rle_size"], "counts": r["rle_counts"]},
+        bbox=r["bbox"],
+        iscrowd=r["iscrowd"],
+        source=r["source"],
+        score=r["score"],
+    )
+
 
 PAIRS = TableSchema(
     "pairs",
@@ -63,7 +88,7 @@ PAIRS = TableSchema(
             pa.field("reason", pa.string()),
             pa.field("is_instance_exhaustive", pa.bool_(), nullable=False),
             pa.field("is_pixel_exhaustive", pa.bool_(), nullable=False),
-            pa.field("instances", pa.list_(_INSTANCE), nullable=False),
+            pa.field("instances", pa.list_(INSTANCE_STRUCT), nullable=False),
             pa.field("lineage_source", pa.string(), nullable=False),
             pa.field("lineage_model_version", pa.string()),
             pa.field("lineage_verifier_versions", pa.map_(pa.string(), pa.string())),
@@ -166,17 +191,7 @@ def pair_rows(pairs: Iterable[Pair]) -> list[dict]:
                 "reason": p.reason,
                 "is_instance_exhaustive": p.is_instance_exhaustive,
                 "is_pixel_exhaustive": p.is_pixel_exhaustive,
-                "instances": [
-                    {
-                        "rle_size": list(i.rle["size"]),
-                        "rle_counts": i.rle["counts"],
-                        "bbox": list(i.bbox),
-                        "iscrowd": i.iscrowd,
-                        "source": i.source,
-                        "score": i.score,
-                    }
-                    for i in p.instances
-                ],
+                "instances": [instance_to_row(i) for i in p.instances],
                 "lineage_source": lin.source,
                 "lineage_model_version": lin.model_version,
                 "lineage_verifier_versions": list(lin.verifier_versions.items()),
@@ -191,16 +206,7 @@ def rows_to_pairs(table: pa.Table) -> list[Pair]:
     """Pair records from a PAIRS table."""
     out = []
     for r in table.to_pylist():
-        insts = [
-            Instance(
-                rle={"size": i["rle_size"], "counts": i["rle_counts"]},
-                bbox=i["bbox"],
-                iscrowd=i["iscrowd"],
-                source=i["source"],
-                score=i["score"],
-            )
-            for i in r["instances"]
-        ]
+        insts = [row_to_instance(i) for i in r["instances"]]
         lineage = Lineage(
             source=r["lineage_source"],
             model_version=r["lineage_model_version"],

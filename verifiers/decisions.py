@@ -19,20 +19,9 @@ import pyarrow as pa
 
 from storage.objectstore import ObjectStore
 from storage.records import Instance
-from storage.tables import TableSchema, read_table, write_table
+from storage.tables import INSTANCE_STRUCT, TableSchema, instance_to_row, read_table, row_to_instance, write_table
 
 KINDS = ("mv", "ev", "correction")
-
-_INSTANCE = pa.struct(
-    [
-        pa.field("rle_size", pa.list_(pa.int32()), nullable=False),
-        pa.field("rle_counts", pa.string(), nullable=False),
-        pa.field("bbox", pa.list_(pa.float64()), nullable=False),
-        pa.field("iscrowd", pa.bool_(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("score", pa.float64()),
-    ]
-)
 
 DECISIONS = TableSchema(
     "verifier_decisions",
@@ -44,11 +33,11 @@ DECISIONS = TableSchema(
             pa.field("media_id", pa.string(), nullable=False),
             pa.field("media_uri", pa.string()),
             pa.field("phrase", pa.string(), nullable=False),
-            pa.field("masks", pa.list_(_INSTANCE), nullable=False),
+            pa.field("masks", pa.list_(INSTANCE_STRUCT), nullable=False),
             pa.field("rater", pa.string(), nullable=False),
             pa.field("label", pa.string(), nullable=False),
             pa.field("reason", pa.string()),
-            pa.field("instances", pa.list_(_INSTANCE), nullable=False),
+            pa.field("instances", pa.list_(INSTANCE_STRUCT), nullable=False),
             pa.field("seconds", pa.float64()),
             pa.field("ai_assisted", pa.bool_(), nullable=False),
             pa.field("campaign", pa.string()),
@@ -82,27 +71,6 @@ class Decision:
             raise ValueError(f"decision {self.task_id!r}: kind {self.kind!r} is not one of {KINDS}")
 
 
-def _inst_row(i: Instance) -> dict:
-    return {
-        "rle_size": list(i.rle["size"]),
-        "rle_counts": i.rle["counts"],
-        "bbox": list(i.bbox),
-        "iscrowd": i.iscrowd,
-        "source": i.source,
-        "score": i.score,
-    }
-
-
-def _inst(r: dict) -> Instance:
-    return Instance(
-        rle={"size": r["rle_size"], "counts": r["rle_counts"]},
-        bbox=r["bbox"],
-        iscrowd=r["iscrowd"],
-        source=r["source"],
-        score=r["score"],
-    )
-
-
 def decision_rows(decisions: Iterable[Decision]) -> list[dict]:
     return [
         {
@@ -111,11 +79,11 @@ def decision_rows(decisions: Iterable[Decision]) -> list[dict]:
             "media_id": d.media_id,
             "media_uri": d.media_uri,
             "phrase": d.phrase,
-            "masks": [_inst_row(i) for i in d.masks],
+            "masks": [instance_to_row(i) for i in d.masks],
             "rater": d.rater,
             "label": d.label,
             "reason": d.reason,
-            "instances": [_inst_row(i) for i in d.instances],
+            "instances": [instance_to_row(i) for i in d.instances],
             "seconds": d.seconds,
             "ai_assisted": bool(d.ai_assisted),
             "campaign": d.campaign,
@@ -136,8 +104,8 @@ def rows_to_decisions(table: pa.Table) -> list[Decision]:
                 phrase=r["phrase"],
                 rater=r["rater"],
                 label=r["label"],
-                masks=[_inst(i) for i in r["masks"]],
-                instances=[_inst(i) for i in r["instances"]],
+                masks=[row_to_instance(i) for i in r["masks"]],
+                instances=[row_to_instance(i) for i in r["instances"]],
                 reason=r["reason"],
                 seconds=r["seconds"],
                 ai_assisted=r["ai_assisted"],
