@@ -40,6 +40,10 @@ class LossConfig:
     # semantic_seg head (B, 1, h, w) vs the union of the pair's masks: BCE + dice, positives only
     # unless semantic_on_negatives (then negatives get an all-zero target)
     weight_semantic: float = 0.0
+    # mask/semantic BCE: None = mean over all pixels; a value w = w * mean over object pixels +
+    # (1 - w) * mean over background (objects are a few % of the image: a plain mean drives every
+    # logit negative, where the dice gradient vanishes)
+    mask_fg_balance: float | None = None
     semantic_on_negatives: bool = False
     cost_cls: float = 2.0
     cost_box_l1: float = 5.0
@@ -137,6 +141,16 @@ def pairwise_mask_costs(pred_logits: Tensor, gt: Tensor) -> tuple[Tensor, Tensor
     return dice, bce
 
 
+def mask_bce(pred_logits: Tensor, gt: Tensor, fg_balance: float | None) -> Tensor:
+    """Per-mask BCE (N, P) -> (N,): plain mean, or foreground/background-balanced means."""
+    bce = F.binary_cross_entropy_with_logits(pred_logits, gt, reduction="none")
+    if fg_balance is None:
+        return bce.mean(-1)
+    fg = (bce * gt).sum(-1) / gt.sum(-1).clamp(min=1)
+    bg = (bce * (1 - gt)).sum(-1) / (1 - gt).sum(-1).clamp(min=1)
+    return fg_balance * fg + (1 - fg_balance) * bg
+
+
 def dice_loss(pred_logits: Tensor, gt: Tensor) -> Tensor:
     """Per-mask dice loss (N, P) logits vs (N, P) targets -> (N,)."""
     prob = pred_logits.sigmoid()
@@ -205,7 +219,8 @@ def hungarian_match(outputs: dict, targets: list[PairTarget], cfg: LossConfig) -
 # ---------------------------------------------------------------- the loss
 
 
-def semantic_loss(semantic: Tensor, targets: list[PairTarget], on_negatives: bool, cap: int) -> Tensor:
+def semantic_loss(semantic: Tensor, targets: list[PairTarget], on_negatives: bool, cap: int,
+                  fg_balance: float | None = None) -> Tensor:
     """BCE + dice of the semantic map (B, 1, h, w) against the union of each pair's GT masks."""
     size = _cap(tuple(semantic.shape[-2:]), cap)
     rows = [b for b, t in enumerate(targets) if t.num or on_negatives]
@@ -217,8 +232,7 @@ def semantic_loss(semantic: Tensor, targets: list[PairTarget], on_negatives: boo
         else semantic.new_zeros(size, dtype=torch.float32)
         for b in rows
     ]).flatten(1)
-    bce = F.binary_cross_entropy_with_logits(pred, tgt, reduction="none").mean(-1)
-    return (bce + dice_loss(pred, tgt)).mean()
+    return (mask_bce(pred, tgt, fg_balance) + dice_loss(pred, tgt)).mean()
 
 
 def _get(outputs, name):
@@ -276,12 +290,13 @@ def sam3_loss(outputs, targets: list[PairTarget], cfg: LossConfig | None = None)
             tgt = torch.cat(
                 [resize_masks(t.masks[ti].to(device), size) for t, (_, ti) in zip(targets, matches) if ti.numel()]
             ).flatten(1)
-            loss_mask_bce = F.binary_cross_entropy_with_logits(src, tgt, reduction="none").mean(-1).sum() / num_gt
+            loss_mask_bce = mask_bce(src, tgt, cfg.mask_fg_balance).sum() / num_gt
             loss_mask_dice = dice_loss(src, tgt).sum() / num_gt
 
     loss_semantic = zero
     if cfg.weight_semantic and out["semantic_seg"] is not None:
-        loss_semantic = semantic_loss(out["semantic_seg"], targets, cfg.semantic_on_negatives, cfg.mask_loss_size)
+        loss_semantic = semantic_loss(out["semantic_seg"], targets, cfg.semantic_on_negatives, cfg.mask_loss_size,
+                                      cfg.mask_fg_balance)
 
     total = (
         cfg.weight_semantic * loss_semantic

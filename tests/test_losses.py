@@ -131,3 +131,29 @@ def test_mixed_batch_and_weights():
     assert losses["loss_box_l1"].item() < 1e-3
     zero = LossConfig(weight_cls=0, weight_presence=0)
     assert sam3_loss(outputs, [t_pos, neg], zero)["loss"].item() < 0.5
+
+
+def test_balanced_mask_bce_hand_value():
+    from model.losses import mask_bce
+
+    logits = torch.zeros(1, 4)  # p = 0.5 everywhere: BCE = ln 2 per pixel
+    gt = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    assert math.isclose(mask_bce(logits, gt, None).item(), math.log(2), rel_tol=1e-6)
+    # confident background, unsure foreground: balanced BCE weighs the one object pixel at 1/2
+    logits = torch.tensor([[0.0, -BIG, -BIG, -BIG]])
+    assert math.isclose(mask_bce(logits, gt, 0.5).item(), 0.5 * math.log(2), rel_tol=1e-4)
+    assert mask_bce(logits, gt, None).item() < 0.2
+
+
+def test_semantic_loss_on_union_mask():
+    outputs, target = _perfect(GT)
+    union = torch.stack([_box_mask(b, 32) for b in GT]).amax(0)
+    cfg = LossConfig(weight_semantic=1.0, mask_fg_balance=0.5)
+    good = {**outputs, "semantic_seg": torch.where(union > 0, BIG, -BIG)[None, None]}
+    bad = {**outputs, "semantic_seg": torch.full((1, 1, 32, 32), -BIG)}
+    assert sam3_loss(good, [target], cfg)["loss_semantic"].item() < 0.05
+    assert sam3_loss(bad, [target], cfg)["loss_semantic"].item() > 1.0
+    neg = PairTarget(boxes=torch.zeros(0, 4), masks=torch.zeros(0, 64, 64))
+    assert sam3_loss(bad, [neg], cfg)["loss_semantic"].item() == 0.0  # positives only by default
+    on_neg = LossConfig(weight_semantic=1.0, semantic_on_negatives=True)
+    assert sam3_loss(good, [neg], on_neg)["loss_semantic"].item() > 1.0
