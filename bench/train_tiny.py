@@ -25,19 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# The settings that make the tiny model learn within minutes on a CPU (see the report in
-# issue 4); any field can be overridden with --config.
-BENCH_CONFIG = {
-    "lr": 3e-3,
-    "warmup_steps": 30,
-    "weight_decay": 1e-4,
-    "grad_clip": 1.0,
-    "checkpoint_every": 200,
-    "log_every": 25,
-    "sampling": {"positives_per_image": 6, "negatives_per_image": 2, "hard_negatives_per_image": 2,
-                 "images_per_batch": 2, "shuffle_buffer": 32},
-    "loss": {"weight_presence": 10.0, "weight_semantic": 5.0, "mask_fg_balance": 0.5},
-}
+# The shared tiny-preset recipe (model/recipes.py); any field can be overridden with --config.
+from model.recipes import TINY_RECIPE as BENCH_CONFIG  # noqa: E402
 
 
 def gold_set(n: int, seed: int, negatives: int) -> tuple[dict, dict]:

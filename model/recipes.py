@@ -5,7 +5,7 @@
 """
 
 TINY_RECIPE: dict = {
-    "lr": 2e-3,
+    "lr": 3e-3,
     "warmup_steps": 30,
     "weight_decay": 1e-4,
     "grad_clip": 1.0,
@@ -13,5 +13,5 @@ TINY_RECIPE: dict = {
     "log_every": 25,
     "sampling": {"positives_per_image": 6, "negatives_per_image": 2, "hard_negatives_per_image": 2,
                  "images_per_batch": 2, "shuffle_buffer": 32},
-    "loss": {},
+    "loss": {"weight_presence": 10.0, "weight_semantic": 5.0, "mask_fg_balance": 0.5},
 }
