@@ -26,27 +26,14 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from model.checkpoint import (  # noqa: F401 - re-exported
-    CKPT_DIR,
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
-)
-from model.losses import LossConfig, sam3_loss
-from model.trainable import (  # noqa: F401 - re-exported
-    Sam3PairModel,
-    _aux_outputs,
-    apply_freezing,
-    enable_gradient_checkpointing,
-    forward_pairs,
-    reinit_weights,
-)
+from model.losses import LossConfig, PairTarget, sam3_loss
 
 log = logging.getLogger("sam3_engine.train")
+CKPT_DIR = "checkpoints"
 
 
 @dataclass
@@ -160,6 +147,125 @@ def build_model(cfg: TrainConfig):
                                preset="tiny")
 
 
+def reinit_weights(model: nn.Module, scheme: str | None, seed: int) -> None:
+    """Re-initialise Linear / Conv layers of a fresh model (`scheme` "torch"; None: keep)."""
+    if scheme in (None, "", "hf"):
+        return
+    if scheme != "torch":
+        raise ValueError(f"init must be 'torch', 'hf' or None, got {scheme!r}")
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            module.reset_parameters()
+
+
+def apply_freezing(model: nn.Module, freeze_vision: bool, freeze_text: bool) -> None:
+    if freeze_vision:
+        model.vision_encoder.requires_grad_(False)
+    if freeze_text:
+        model.text_encoder.requires_grad_(False)
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> int:
+    """Checkpoint every transformers `GradientCheckpointingLayer` (ViT and CLIP layers); returns count.
+
+    `Sam3Model.supports_gradient_checkpointing` is False (transformers 5.24), so
+    `gradient_checkpointing_enable()` raises; its ViT layers do support it, so we switch them on.
+    """
+    from torch.utils.checkpoint import checkpoint
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    if getattr(model, "supports_gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    func = partial(checkpoint, use_reentrant=False)
+    n = 0
+    for module in model.modules():
+        if isinstance(module, GradientCheckpointingLayer):
+            module.gradient_checkpointing = True
+            module._gradient_checkpointing_func = func
+            n += 1
+    return n
+
+
+class Sam3PairModel(nn.Module):
+    """Wraps `Sam3Model` for training: vision features once per image, then every pair row.
+
+    forward(pixel_values (I,3,S,S), image_index (B,), input_ids (B,L), attention_mask (B,L))
+    -> dict(pred_logits, pred_boxes, pred_masks, presence_logits, semantic_seg[, aux]). With `aux`,
+    "aux" holds the earlier decoder layers' logits, boxes and presence (read with forward hooks:
+    `Sam3Model` computes them but returns the last layer only). A module so DDP can wrap it.
+    """
+
+    def __init__(self, model: nn.Module, aux: bool = False):
+        super().__init__()
+        self.model = model
+        self.aux = aux
+
+    def forward(self, pixel_values, image_index, input_ids, attention_mask):
+        vision = self.model.get_vision_features(pixel_values=pixel_values)
+        if image_index.numel() != pixel_values.shape[0] or not torch.equal(
+            image_index, torch.arange(pixel_values.shape[0], device=image_index.device)
+        ):
+            vision = _index_vision(vision, image_index)
+        captured: dict = {}
+        hooks = []
+        if self.aux:
+            dec = self.model.detr_decoder
+            hooks = [
+                self.model.dot_product_scoring.register_forward_hook(lambda m, i, o: captured.update(logits=o)),
+                dec.box_head.register_forward_hook(
+                    lambda m, i, o: captured.update(offsets=o) if o.dim() == 4 else None),
+                dec.register_forward_hook(lambda m, i, o: captured.update(presence=o.presence_logits)),
+            ]
+        try:
+            out = self.model(vision_embeds=vision, input_ids=input_ids, attention_mask=attention_mask)
+        finally:
+            for h in hooks:
+                h.remove()
+        result = {
+            "pred_logits": out.pred_logits, "pred_boxes": out.pred_boxes, "pred_masks": out.pred_masks,
+            "presence_logits": out.presence_logits, "semantic_seg": out.semantic_seg,
+        }
+        if self.aux:
+            result["aux"] = _aux_outputs(captured, out.decoder_reference_boxes)
+        return result
+
+
+def _aux_outputs(captured: dict, reference_boxes, include_last: bool = False) -> list[dict]:
+    """Per earlier decoder layer: logits, xyxy boxes and presence, as Sam3Model computes the last."""
+    ref = reference_boxes.clamp(1e-3, 1 - 1e-3)
+    cxcywh = (torch.log(ref / (1 - ref)) + captured["offsets"]).sigmoid()
+    cx, cy, w, h = cxcywh.unbind(-1)
+    boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+    layers = captured["logits"].shape[0]
+    return [{"pred_logits": captured["logits"][i, ..., 0], "pred_boxes": boxes[i],
+             "presence_logits": captured["presence"][i], "pred_masks": None}
+            for i in range(layers if include_last else layers - 1)]
+
+
+def _index_vision(vision, index):
+    """Repeat a Sam3VisionEncoderOutput's per-image tensors along rows given by `index`."""
+    def pick(x):
+        if isinstance(x, torch.Tensor):
+            return x.index_select(0, index) if x.shape[0] > 1 or index.numel() != 1 else x
+        if isinstance(x, (tuple, list)):
+            return type(x)(pick(v) for v in x)
+        return x
+
+    kwargs = {k: pick(v) for k, v in vision.items()}
+    return type(vision)(**kwargs)
+
+
+def forward_pairs(pair_model: nn.Module, batch, autocast_dtype=None):
+    device_type = batch.pixel_values.device.type
+    ctx = (
+        torch.autocast(device_type, dtype=autocast_dtype)
+        if autocast_dtype is not None else torch.autocast(device_type, enabled=False)
+    )
+    with ctx:
+        return pair_model(batch.pixel_values, batch.image_index, batch.input_ids, batch.attention_mask)
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -206,6 +312,69 @@ def train_step(pair_model, batch, optimizer, scheduler, cfg: TrainConfig, loss_c
     result["grad_norm"] = float(grad_norm)
     result["lr"] = scheduler.get_last_lr()[0]
     return result
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(out_dir: str | Path, step: int, model, optimizer, scheduler, keep: int = 2) -> Path:
+    """Write checkpoints/step-XXXXXXXX atomically (temp dir, fsync, rename); prune old ones."""
+    root = Path(out_dir) / CKPT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    state = {
+        "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "rng": _rng_state(),
+    }
+    with open(tmp / "state.pt", "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(out_dir)[:-keep] if keep else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(out_dir: str | Path) -> list[Path]:
+    root = Path(out_dir) / CKPT_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith("step-") and (p / "state.pt").exists())
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    found = list_checkpoints(out_dir)
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: str | Path, model, optimizer, scheduler) -> int:
+    state = torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    return int(state["step"])
 
 
 # ---------------------------------------------------------------- the loop
