@@ -37,13 +37,9 @@ class LossConfig:
     weight_mask_bce: float = 5.0
     weight_mask_dice: float = 5.0
     weight_presence: float = 1.0
-    weight_aux: float = 1.0  # scale of each earlier decoder layer's loss (when outputs carry "aux")
     # semantic_seg head (B, 1, h, w) vs the union of the pair's masks: BCE + dice, positives only
     # unless semantic_on_negatives (then negatives get an all-zero target)
     weight_semantic: float = 0.0
-    # train query classification on negative pairs too (all queries -> 0); False leaves negatives
-    # to the presence head (SAM 3's decoupling: queries then score "is this the instance, if present")
-    cls_on_negatives: bool = True
     # mask/semantic BCE: None = mean over all pixels; a value w = w * mean over object pixels +
     # (1 - w) * mean over background (objects are a few % of the image: a plain mean drives every
     # logit negative, where the dice gradient vanishes)
@@ -264,8 +260,6 @@ def sam3_loss(outputs, targets: list[PairTarget], cfg: LossConfig | None = None)
     for b, (qi, _) in enumerate(matches):
         cls_target[b, qi.to(device)] = 1.0
     focal = sigmoid_focal_loss(logits, cls_target, cfg.focal_alpha, cfg.focal_gamma)
-    if not cfg.cls_on_negatives:
-        focal = focal * torch.tensor([float(t.num > 0) for t in targets], device=device)[:, None]
     loss_cls = focal.sum() / num_gt
 
     # presence: does the pair have at least one instance
@@ -313,15 +307,8 @@ def sam3_loss(outputs, targets: list[PairTarget], cfg: LossConfig | None = None)
         + cfg.weight_mask_dice * loss_mask_dice
         + cfg.weight_presence * loss_presence
     )
-    loss_aux = zero
-    aux = outputs.get("aux") if isinstance(outputs, dict) else None
-    if aux and cfg.weight_aux:
-        for layer in aux:
-            loss_aux = loss_aux + sam3_loss(layer, targets, cfg)["loss"]
-        total = total + cfg.weight_aux * loss_aux
     return {
         "loss": total,
-        "loss_aux": loss_aux.detach(),
         "loss_cls": loss_cls.detach(),
         "loss_box_l1": loss_l1.detach(),
         "loss_giou": loss_giou.detach(),

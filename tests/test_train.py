@@ -133,35 +133,3 @@ def test_config_errors():
         TrainConfig.from_dict({"learning_rate": 1})
     with pytest.raises(ValueError, match="no field 'nope'"):
         build_model(TrainConfig(model_overrides={"detr_decoder_config.nope": 1}))
-
-
-def test_aux_outputs_reproduce_the_last_layer():
-    import model.train as mt
-
-    loaded = build_model(_cfg())
-    pm = mt.Sam3PairModel(loaded.model, aux=True)
-    ids, mask = loaded.tokenizer(["red circle", "star"], padding="max_length", max_length=32,
-                                 return_tensors="pt").values()
-    px = torch.randn(1, 3, 224, 224)
-    captured = {}
-    m = loaded.model
-    hooks = [m.dot_product_scoring.register_forward_hook(lambda mod, i, o: captured.update(logits=o)),
-             m.detr_decoder.box_head.register_forward_hook(
-                 lambda mod, i, o: captured.update(offsets=o) if o.dim() == 4 else None),
-             m.detr_decoder.register_forward_hook(lambda mod, i, o: captured.update(presence=o.presence_logits))]
-    with torch.no_grad():
-        out = m(pixel_values=px.expand(2, -1, -1, -1), input_ids=ids, attention_mask=mask)
-        res = pm(px, torch.tensor([0, 0]), ids, mask)
-    for h in hooks:
-        h.remove()
-    last = mt._aux_outputs(captured, out.decoder_reference_boxes, include_last=True)[-1]
-    torch.testing.assert_close(last["pred_boxes"], out.pred_boxes, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(last["pred_logits"], out.pred_logits)
-    torch.testing.assert_close(last["presence_logits"], out.presence_logits)
-    assert len(res["aux"]) == m.config.detr_decoder_config.num_layers - 1
-    from model.losses import LossConfig, PairTarget, sam3_loss
-
-    t = PairTarget(torch.tensor([[0.1, 0.1, 0.5, 0.5]]), torch.ones(1, 64, 64))
-    neg = PairTarget(torch.zeros(0, 4), torch.zeros(0, 64, 64))
-    losses = sam3_loss(res, [t, neg], LossConfig())
-    assert losses["loss_aux"] > 0
