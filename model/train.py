@@ -272,11 +272,12 @@ def train_step(pair_model, batch, optimizer, scheduler, cfg: TrainConfig, loss_c
     if after_backward is not None:
         after_backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip else torch.tensor(0.0)
+    lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     scheduler.step()
     result = {k: float(v.detach()) for k, v in losses.items()}
     result["grad_norm"] = float(grad_norm)
-    result["lr"] = scheduler.get_last_lr()[0]
+    result["lr"] = lr
     return result
 
 
