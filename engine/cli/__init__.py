@@ -7,6 +7,7 @@ import os
 import typer
 
 from engine.cli import demo, evaluate, model_commands, ontology_commands, verifier_commands, world
+from engine.cli import serve_commands
 
 app = typer.Typer(
     name="sam3-engine",
@@ -17,6 +18,7 @@ app = typer.Typer(
 
 for module in (demo, world, evaluate, model_commands, ontology_commands, verifier_commands):
     module.register(app)
+serve_commands.register(app)
 
 
 def main() -> None:
