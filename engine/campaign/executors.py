@@ -60,7 +60,8 @@ class InlineExecutor:
     def annotate(self, spec: dict, units: list[str]) -> Iterator[dict]:
         ctx, desk = context_of(spec), desk_of(spec)
         for unit in units:
-            yield route_unit(ctx, unit, verify_unit(ctx, unit)["verdicts"], desk)
+            v = verify_unit(ctx, unit)
+            yield route_unit(ctx, unit, v["verdicts"], desk, v["seconds"])
 
     def consolidate(self, spec: dict, units: dict[str, dict]) -> Iterator[dict]:
         ctx = context_of(spec)
@@ -100,11 +101,13 @@ class VerifyActor:
 
     def __call__(self, row: dict) -> dict:
         out = verify_unit(self.ctx, row["unit"])
-        return {"unit": row["unit"], "verdicts": json.dumps(out["verdicts"], sort_keys=True)}
+        return {"unit": row["unit"], "verdicts": json.dumps(out["verdicts"], sort_keys=True),
+                "seconds": out["seconds"]}
 
 
 def _route_task(row: dict, spec: dict) -> dict:
-    return _out(route_unit(context_of(spec), row["unit"], json.loads(row["verdicts"]), desk_of(spec)))
+    return _out(route_unit(context_of(spec), row["unit"], json.loads(row["verdicts"]), desk_of(spec),
+                           float(row["seconds"])))
 
 
 def _consolidate_task(row: dict, spec: dict) -> dict:

@@ -129,12 +129,12 @@ def route_pair(policy: Policy, pair_id: str, n_masks: int, mv_verdicts: list | N
         return route
     probs = ev_verdict.probs
     top = _argmax(probs, EV_ORDER)
-    special_at = 0.5 if syn or policy.ev.accept_at is None else policy.ev.accept_at
+    special_at = 0.5 if syn else policy.ev.accept_at  # uncalibrated (None): humans decide drops
     if route.human_mv:
         route.human_ev = True
         route.decisions.append(_record("ev", ev_verdict, "human (after human MV)"))
         return route
-    if top in SPECIAL_EV and probs.get(top, 0.0) >= special_at:
+    if top in SPECIAL_EV and special_at is not None and probs.get(top, 0.0) >= special_at:
         route.decisions.append(_record("ev", ev_verdict, f"drop:{top}"))
         return _final(route, "dropped", top)
     p = p_accept(ev_verdict, "ev")

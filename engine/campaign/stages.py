@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from functools import cached_property
 
 import numpy as np
@@ -98,6 +99,7 @@ def mine_hard_negatives(ctx: StageContext, item: MediaItem, image: bytes, positi
 
 
 def plan_unit(ctx: StageContext, unit: str, items: list[MediaItem]) -> dict:
+    t0 = time.perf_counter()
     rows, quarantined = [], []
     for item in items:
         try:
@@ -121,7 +123,8 @@ def plan_unit(ctx: StageContext, unit: str, items: list[MediaItem]) -> dict:
                          "uri": uri, "width": w, "height": h, "domain": item.domain, "origin": origin})
     rows.sort(key=lambda r: (r["media_id"], r["pair_id"]))
     ctx.layout.write_records(ctx.layout.part(ctx.phase, "plan", unit), rows)
-    info = {"pairs": len(rows), "media": len(items) - len(quarantined), "quarantined": quarantined}
+    info = {"pairs": len(rows), "media": len(items) - len(quarantined), "quarantined": quarantined,
+            "seconds": round(time.perf_counter() - t0, 3)}
     ctx.layout.mark(ctx.layout.unit_marker(ctx.phase, "plan", unit), info)
     return {"unit": unit, **info}
 
@@ -167,6 +170,7 @@ def propose_unit(ctx: StageContext, unit: str, provider=None) -> dict:
     """Predict every planned pair of the unit (one vision pass per image) and keep its outputs."""
     from verifiers.context import ContextProvider
 
+    t0 = time.perf_counter()
     plan = ctx.layout.read_stage(ctx.phase, "plan", unit)
     groups = by_media(plan)
     provider = provider or ContextProvider(ctx.loaded, score_threshold=ctx.cfg.model.mask_score,
@@ -183,7 +187,7 @@ def propose_unit(ctx: StageContext, unit: str, provider=None) -> dict:
                     "error": provider.errors.get(r["media_id"]) if c is None else None})
     ctx.layout.write_records(ctx.layout.part(ctx.phase, "propose", unit), out)
     info = {"pairs": len(out), "masks": sum(len(o["context"]["instances"]) for o in out if o["context"]),
-            "model_version": ctx.model_ref}
+            "model_version": ctx.model_ref, "seconds": round(time.perf_counter() - t0, 3)}
     ctx.layout.mark(ctx.layout.unit_marker(ctx.phase, "propose", unit), info)
     return {"unit": unit, **info}
 
@@ -203,9 +207,10 @@ def verify_unit(ctx: StageContext, unit: str) -> dict:
     from verifiers.base import EVRequest, MVRequest
     from verifiers.context import StaticContexts
 
+    t0 = time.perf_counter()
     rows = ctx.layout.read_stage(ctx.phase, "propose", unit)
     if ctx.policy.mode == "human" or ctx.verifier_set is None:
-        return {"unit": unit, "verdicts": {}}
+        return {"unit": unit, "verdicts": {}, "seconds": 0.0}
     contexts = {(r["media_id"], r["phrase"]): context_from_dict(r["context"]) for r in rows if r["context"]}
     uris = {r["media_id"]: r["uri"] for r in rows}
     static = StaticContexts(contexts)
@@ -233,7 +238,7 @@ def verify_unit(ctx: StageContext, unit: str) -> dict:
         pid = r["pair_id"]
         verdicts[pid] = {"mv": [v.to_dict() for v in per_pair[pid]] if mv_v else None,
                          "ev": ev.to_dict() if ev is not None else None}
-    return {"unit": unit, "verdicts": verdicts}
+    return {"unit": unit, "verdicts": verdicts, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _verdict(d: dict | None, task: str):
@@ -259,8 +264,9 @@ def human_tasks(ctx: StageContext, desk, masks: list[Instance], row: dict,
     return out
 
 
-def route_unit(ctx: StageContext, unit: str, verdicts: dict, desk) -> dict:
+def route_unit(ctx: StageContext, unit: str, verdicts: dict, desk, verify_seconds: float = 0.0) -> dict:
     """Route every pair of the unit, queue first-round human tasks, write the annotate part."""
+    t0 = time.perf_counter()
     rows = ctx.layout.read_stage(ctx.phase, "propose", unit)
     out, tasks, counts = [], [], {}
     for r in rows:
@@ -279,7 +285,10 @@ def route_unit(ctx: StageContext, unit: str, verdicts: dict, desk) -> dict:
                     "verifiers": sorted({d["verifier"] for d in rd["decisions"]})})
     ctx.layout.write_records(ctx.layout.part(ctx.phase, "annotate", unit), out)
     new = desk.enqueue(ctx.phase, tasks) if tasks else 0
-    info = {"pairs": len(out), "routes": counts, "human_tasks": len(tasks), "new_tasks": new}
+    info = {"pairs": len(out), "routes": counts, "human_tasks": len(tasks), "new_tasks": new,
+            "ai_calls": {"mv": sum(len(v.get("mv") or []) for v in verdicts.values()),
+                         "ev": sum(v.get("ev") is not None for v in verdicts.values())},
+            "seconds": round(time.perf_counter() - t0 + verify_seconds, 3)}
     ctx.layout.mark(ctx.layout.unit_marker(ctx.phase, "annotate", unit), info)
     return {"unit": unit, **info}
 

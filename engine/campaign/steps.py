@@ -274,8 +274,10 @@ def _consolidate(c: Campaign, phase: int) -> dict:
         raise RuntimeError(f"phase {phase}: {len(left)} unit(s) still have pairs waiting for humans "
                            f"(e.g. {left[0]}); run await_humans until it reports done")
     marker = c.layout.step_marker(phase, "consolidate")
-    out = c.layout.done(marker) or c.layout.mark(marker, write_phase_outputs(c.cfg, c.layout, phase, units))
-    c.state.upsert_phase(c.cfg.name, phase, status="consolidated")
+    out = c.layout.done(marker)
+    if out is None:
+        out = c.layout.mark(marker, write_phase_outputs(c.cfg, c.layout, phase, units))
+        c.state.upsert_phase(c.cfg.name, phase, status="consolidated")
     return {"phase": phase, "units": len(units), "ran": len(done), **out}
 
 
@@ -341,6 +343,7 @@ def _promote(c: Campaign, phase: int) -> dict:
     marker = c.layout.step_marker(phase, "promote")
     hit = c.layout.done(marker)
     if hit is not None:
+        c.state.upsert_phase(c.cfg.name, phase, status="done")
         return hit
     ev = c.layout.done(c.layout.step_marker(phase, "evaluate"))
     if ev is None:

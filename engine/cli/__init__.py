@@ -6,7 +6,15 @@ import os
 
 import typer
 
-from engine.cli import demo, evaluate, model_commands, ontology_commands, verifier_commands, world
+from engine.cli import (
+    campaign_commands,
+    demo,
+    evaluate,
+    model_commands,
+    ontology_commands,
+    verifier_commands,
+    world,
+)
 from engine.cli import serve_commands
 
 app = typer.Typer(
@@ -16,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (demo, world, evaluate, model_commands, ontology_commands, verifier_commands):
+for module in (demo, world, evaluate, model_commands, ontology_commands, verifier_commands, campaign_commands):
     module.register(app)
 serve_commands.register(app)
 
