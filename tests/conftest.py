@@ -8,4 +8,4 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-pytest_plugins = ["tests.services", "tests.ray_head"]
+pytest_plugins = ["tests.services", "tests.ray_head", "tests.label_studio_service"]

@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from fastapi import FastAPI, HTTPException, Request
+
 log = logging.getLogger(__name__)
 PATH = "/label-studio/webhook"
 TOKEN_HEADER = "x-sam3-webhook-token"
@@ -22,8 +24,6 @@ TOKEN_HEADER = "x-sam3-webhook-token"
 
 def webhook_app(handler: Callable[[dict], None], token: str):
     """The FastAPI app: one POST route that checks the token and hands the JSON payload over."""
-    from fastapi import FastAPI, HTTPException, Request
-
     app = FastAPI(title="sam3-engine Label Studio webhook", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post(PATH)

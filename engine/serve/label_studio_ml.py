@@ -23,6 +23,10 @@ import os
 import threading
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
 from engine.humans.ls_masks import brush_result
 from engine.serve.ls_prompts import (
     ConfigSpec,
@@ -108,9 +112,6 @@ class SAM3Service:
 
 def create_app(predictor: Any, model_version: str, max_instances: int = 50):
     """The FastAPI app of the backend around a `Predictor`."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     service = SAM3Service(predictor, model_version, max_instances)
     app = FastAPI(title="sam3-engine: SAM 3 ML backend for Label Studio")
     app.state.service = service
@@ -140,8 +141,6 @@ def create_app(predictor: Any, model_version: str, max_instances: int = 50):
     @app.post("/predict")
     async def predict(request: Request) -> dict:
         body = await _body(request)
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(service.predict, body)
 
     @app.post("/webhook")
