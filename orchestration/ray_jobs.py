@@ -129,7 +129,7 @@ class RayJobTrigger(BaseTrigger):
 class RayJobOperator(BaseOperator):
     """Run a shell entrypoint as a Ray job on the cluster of Airflow connection `conn_id`."""
 
-    template_fields = ("entrypoint", "runtime_env", "submission_id", "job_metadata")
+    template_fields = ("entrypoint", "conn_id", "runtime_env", "submission_id", "job_metadata")
     ui_color = "#e8f0fe"
 
     def __init__(self, *, entrypoint: str, conn_id: str = "ray_default", runtime_env: dict | None = None,
