@@ -119,12 +119,16 @@ class HumanDesk:
         """Apply the backend's finished results, each task once; returns how many were applied."""
         if self.backend is None:
             return 0
-        by_task: dict[str, list[HumanResult]] = defaultdict(list)
-        for r in self.backend.collect():
-            by_task[logical_id(r.task_id)].append(r)
+        by_task: dict[str, dict[str, HumanResult]] = defaultdict(dict)
+        for r in self.backend.collect():  # one result per rater: a repeated delivery is a duplicate
+            raters = by_task[logical_id(r.task_id)]
+            if r.rater in raters:
+                self.stats["duplicates"] += 1
+            else:
+                raters[r.rater] = r
         applied = 0
         for key, results in by_task.items():
-            applied += self.apply(key, results)
+            applied += self.apply(key, list(results.values()))
         return applied
 
     def apply(self, key: str, results: list[HumanResult]) -> bool:
