@@ -35,6 +35,7 @@ def merge(base: dict, over: dict) -> dict:
 def write_config(folder: Path, **over) -> Path:
     """A campaign YAML under `folder` with root `folder/root`; keyword arguments override TINY."""
     data = merge({**TINY, "root": str(folder / "root")}, over)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{data['name']}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
