@@ -87,6 +87,7 @@ class LabelStudioBackend:
         self._lock = threading.Lock()
         self._receiver: WebhookReceiver | None = None
         self._last_poll = float("-inf")
+        self._discovered = False
 
     def __repr__(self) -> str:
         return (f"LabelStudioBackend(url={self.settings.url!r}, campaign={self.settings.campaign!r}, "
@@ -96,18 +97,33 @@ class LabelStudioBackend:
     def project_title(self, kind: str) -> str:
         return f"{self.settings.campaign} · {ls_configs.TITLES[kind]}"
 
+    def discover(self) -> None:
+        """Find the campaign's existing projects (once) and adopt their tasks as pending."""
+        if self._discovered:
+            return
+        for kind in KIND_ORDER:
+            if kind not in self._projects:
+                pid = self.client.find_project(self.project_title(kind))
+                if pid is not None:
+                    self._use(kind, pid, adopt=True)
+        self._discovered = True
+
     def project(self, kind: str) -> int:
         """The id of the campaign's project for a task kind (found by title, else created)."""
         if kind in self._projects:
             return self._projects[kind]
         title = self.project_title(kind)
         pid = self.client.find_project(title)
-        if pid is None:
-            pid = self.client.create_project(
-                title, ls_configs.label_config(kind), maximum_annotations=1,
-                description=f"sam3-engine {kind} tasks of campaign {self.settings.campaign!r}")
-            log.info("created Label Studio project %r (id %d)", title, pid)
-        else:
+        if pid is not None:
+            return self._use(kind, pid, adopt=True)
+        pid = self.client.create_project(
+            title, ls_configs.label_config(kind), maximum_annotations=1,
+            description=f"sam3-engine {kind} tasks of campaign {self.settings.campaign!r}")
+        log.info("created Label Studio project %r (id %d)", title, pid)
+        return self._use(kind, pid, adopt=False)
+
+    def _use(self, kind: str, pid: int, adopt: bool) -> int:
+        if adopt:
             self._adopt(kind, pid)
         self._projects[kind] = pid
         if self.settings.webhook_url:
@@ -131,9 +147,7 @@ class LabelStudioBackend:
     def submit(self, tasks: Sequence[HumanTask]) -> list[str]:
         tasks = list(tasks)
         ids = [t.task_id for t in tasks]
-        for kind in KIND_ORDER:
-            if any(t.kind == kind for t in tasks):
-                self.project(kind)  # adopt what a reused project holds before checking for duplicates
+        self.discover()  # adopt what reused projects hold before checking for duplicates
         dupes = {i for i, n in Counter(ids).items() if n > 1} | (set(ids) & set(self._entries))
         if dupes:
             raise ValueError(f"task id(s) submitted twice: {sorted(dupes)[:5]}")
@@ -158,6 +172,7 @@ class LabelStudioBackend:
         return ids
 
     def collect(self, task_ids: Sequence[str] | None = None) -> list[HumanResult]:
+        self.discover()
         pending = [t for t in self._entries if t not in self._collected]
         wanted = pending if task_ids is None else [t for t in dict.fromkeys(task_ids) if t in set(pending)]
         if not wanted:
@@ -184,6 +199,7 @@ class LabelStudioBackend:
         return results
 
     def pending(self) -> list[str]:
+        self.discover()
         return [t for t in self._entries if t not in self._collected]
 
     # --- webhook ---------------------------------------------------------------------------------

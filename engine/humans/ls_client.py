@@ -77,6 +77,13 @@ def _status(err: BaseException) -> int | None:
     return getattr(err, "status_code", None) if err.__class__.__name__ == "ApiError" else None
 
 
+def describe(err: BaseException) -> str:
+    """A short error text: for an API error its status and body (never its headers: they set cookies)."""
+    if err.__class__.__name__ == "ApiError":
+        return f"HTTP {getattr(err, 'status_code', None)}: {getattr(err, 'body', None)}"
+    return f"{type(err).__name__}: {err}"
+
+
 def is_transient(err: BaseException) -> bool:
     """True for errors a wait can fix: transport failures, timeouts, 5xx and 429 answers."""
     if isinstance(err, (httpx.TransportError, ConnectionError, TimeoutError)):
@@ -120,7 +127,7 @@ class LabelStudioClient:
             try:
                 return fn()
             except Exception as err:  # noqa: BLE001 - sorted into transient / permanent below
-                detail = self.scrub(f"{type(err).__name__}: {err}")[:500]
+                detail = self.scrub(describe(err))[:500]
                 if not is_transient(err):
                     raise LabelStudioError(f"Label Studio at {self.url}: {what} failed: {detail}") from None
                 if time.monotonic() + delay > deadline:
