@@ -25,7 +25,7 @@ TINY = {
 def merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("proposer", "source"):
             out[k] = merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
