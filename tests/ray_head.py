@@ -1,8 +1,9 @@
 """A real local Ray head for job-submission tests (session fixture `ray_head`), stopped by pid.
 
 `ray start --head --block` with the venv's bin first on PATH (so job entrypoints find
-`sam3-engine` and the venv's python), free ports on 127.0.0.1 and a short temp dir. Yields the
-dashboard (Jobs API) address `http://127.0.0.1:PORT`.
+`sam3-engine` and the venv's python), free ports on 127.0.0.1 and a short temp dir.
+`ray_cluster` yields both addresses (`.dashboard` = the Jobs API `http://127.0.0.1:PORT`, `.gcs` =
+`127.0.0.1:PORT` for `ray.init(address=...)`); `ray_head` is the dashboard address alone.
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+
+
+class RayHead(NamedTuple):
+    dashboard: str
+    gcs: str
 
 
 def free_port() -> int:
@@ -44,7 +51,7 @@ def _wait_jobs_api(address: str, proc: subprocess.Popen, log: Path, seconds: flo
 
 
 @pytest.fixture(scope="session")
-def ray_head():
+def ray_cluster():
     bin_dir = str(Path(sys.executable).parent)
     temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")
     port, dash = free_port(), free_port()
@@ -53,13 +60,13 @@ def ray_head():
     log = Path(temp) / "head.log"
     cmd = [str(Path(bin_dir) / "ray"), "start", "--head", "--block", f"--port={port}",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}",
-           "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats"]
+           "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
         _wait_jobs_api(address, proc, log)
-        yield address
+        yield RayHead(address, f"127.0.0.1:{port}")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -69,3 +76,8 @@ def ray_head():
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_head(ray_cluster):
+    return ray_cluster.dashboard
