@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 ACCEPT_MV = ("accept", "accept_as_text")
 SPECIAL_MV = ("flag_label", "whole_image")
@@ -79,7 +79,7 @@ class Route:
     decisions: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: asdict deep-copies
 
 
 def p_accept(verdict, task: str) -> float:
