@@ -117,6 +117,7 @@ def test_airflow_values_use_postgresql_our_image_and_the_ray_head():
     env = {e["name"]: e["value"] for e in values["env"]}
     name, ns = cluster["metadata"]["name"], cluster["metadata"]["namespace"]
     assert env["AIRFLOW_CONN_RAY_DEFAULT"] == f"http://{name}-head-svc.{ns}.svc.cluster.local:8265"
+    assert env["RAY_ADDRESS"] == f"{name}-head-svc.{ns}.svc.cluster.local:6379"
     dockerfile = (INFRA / "docker" / "Dockerfile").read_text()
     assert f"AIRFLOW__CORE__DAGS_FOLDER={values['config']['core']['dags_folder']}" in dockerfile
     extra = yaml.safe_load(values["extraEnvFrom"])
@@ -157,6 +158,7 @@ def test_compose_stack_has_every_service_with_healthchecks():
     airflow_env = services["airflow-scheduler"]["environment"]
     assert airflow_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
     assert airflow_env["AIRFLOW_CONN_RAY_DEFAULT"] == "http://ray-head:8265"
+    assert airflow_env["RAY_ADDRESS"] == "ray-head:6379"
     assert airflow_env["AWS_ENDPOINT_URL_S3"] == "http://seaweedfs:8333"
     assert services["ray-worker"]["command"][2] == "--address=ray-head:6379"
     gpu = yaml.safe_load((INFRA / "compose" / "docker-compose.gpu.yaml").read_text())
