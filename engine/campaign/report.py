@@ -75,6 +75,13 @@ def checks(phases: dict, gold: dict, promoted_chain: list[str]) -> dict:
         means = [sum(m["cgF1"] for m in gold[r].values()) / len(gold[r]) for r in promoted_chain if r in gold]
         out["gold_cgF1_never_regresses"] = {"values": [round(x, 2) for x in means],
                                             "met": all(b >= a - 1e-9 for a, b in zip(means, means[1:]))}
+    for k, v in done.items():  # the model retrained on a phase's labels should do better on its domain
+        ev = v.get("evaluate") or {}
+        if "gold" in ev and v["domain"] in ev["gold"][ev["baseline"]]:
+            before = ev["gold"][ev["baseline"]][v["domain"]]["cgF1"]
+            after = ev["gold"][ev["candidate"]][v["domain"]]["cgF1"]
+            out[f"phase{k}_gold_cgF1_rises_on_{v['domain']}"] = {"before": round(before, 2), "after": round(after, 2),
+                                                                 "met": after > before}
     first = done.get(1)
     if first and first["accounting"]["human_seconds_per_accepted_pair"]:
         base = first["accounting"]["human_seconds_per_accepted_pair"]

@@ -93,8 +93,11 @@ def mine_hard_negatives(ctx: StageContext, item: MediaItem, image: bytes, positi
 
     if not positives:
         return []
-    miner = HardNegativeMiner(world_graph(), {"per_image": 4, "keep_non_overlapping": True, "max_candidates": 24},
-                              predictor=Predictor(ctx.loaded, batch_size=ctx.cfg.model.batch_size))
+    miner = ctx.__dict__.get("_miner")
+    if miner is None:
+        miner = ctx.__dict__["_miner"] = HardNegativeMiner(
+            world_graph(), {"per_image": 4, "keep_non_overlapping": True, "max_candidates": 24},
+            predictor=Predictor(ctx.loaded, batch_size=ctx.cfg.model.batch_size))
     return miner.mine(item.media_id, image, {p: [] for p in positives}, domain=item.domain).hard_negatives
 
 
