@@ -112,3 +112,20 @@ def test_budget_cancels_the_rest(store):
     desk.pump()
     assert desk.counts(1) == {"done": 2, "cancelled": 1}
     assert desk.results(1)["more"]["ev"] == "cancelled"
+
+
+def test_backend_from_config_simulated_label_studio_none():
+    from engine.campaign.config import parse_config
+    from engine.campaign.humans import make_backend
+    from engine.humans.base import HumanBackend
+    from tests.campaign_support import TINY, merge
+
+    sim = make_backend(parse_config(merge(TINY, {"root": "/tmp/x"})).humans)
+    assert isinstance(sim, SimulatedBackend) and isinstance(sim, HumanBackend) and not sim.durable
+    cfg = parse_config(merge(TINY, {"root": "/tmp/x", "humans": {
+        "backend": "label_studio", "label_studio": {"url": "http://127.0.0.1:9", "api_key": "k"}}}))
+    ls = make_backend(cfg.humans, cfg.name)
+    assert isinstance(ls, HumanBackend) and ls.durable and ls.settings.campaign == "tiny"
+    syn_only = merge(TINY, {"root": "/tmp/x", "humans": {"backend": "none"}, "verifiers": {"init": "/v"},
+                            "phases": [{"index": 1, "mode": "syn", "images": 1}]})
+    assert make_backend(parse_config(syn_only).humans) is None

@@ -104,7 +104,9 @@ class VerifierSettings(_Strict):
 
 
 class HumanSettings(_Strict):
-    backend: Literal["simulated", "none"] = "simulated"
+    backend: Literal["simulated", "label_studio", "none"] = "simulated"
+    label_studio: dict[str, Any] = Field(default_factory=dict,
+                                         description="label_studio: LabelStudioSettings fields (url, api_key, ...)")
     raters: int = Field(1, ge=1, le=5)
     deadline_s: float = Field(3600, gt=0, description="a task unanswered this long is re-queued")
     seed: int = 0

@@ -45,9 +45,17 @@ class SimulatedBackend(SimulatedAnnotators):
         return super().rng(logical_id(task_id), rater)
 
 
-def make_backend(settings) -> HumanBackend | None:
+def make_backend(settings, campaign: str = "campaign") -> HumanBackend | None:
+    """The configured backend: simulated annotators, Label Studio projects of the campaign, or none."""
     if settings.backend == "none":
         return None
+    if settings.backend == "label_studio":
+        from engine.humans.label_studio import LabelStudioBackend
+        from engine.humans.ls_client import LabelStudioSettings
+
+        backend = LabelStudioBackend(LabelStudioSettings(campaign=campaign, **settings.label_studio))
+        backend.durable = True  # its projects outlive this process: claims wait for their deadline
+        return backend
     profile = AnnotatorProfile(mv_error_rate=settings.mv_error_rate, ev_error_rate=settings.ev_error_rate)
     return SimulatedBackend(profile=profile, seed=settings.seed)
 

@@ -62,7 +62,8 @@ class Campaign:
         if self.cfg.budgets.money is not None and self.cfg.costs.human_hour_usd > 0:
             by_money = self.cfg.budgets.money / self.cfg.costs.human_hour_usd * 3600
             budget = by_money if budget is None else min(budget, by_money)
-        return HumanDesk(self.state, self.cfg.name, make_backend(self.cfg.humans), self.cfg.humans.deadline_s, budget)
+        backend = make_backend(self.cfg.humans, self.cfg.name)
+        return HumanDesk(self.state, self.cfg.name, backend, self.cfg.humans.deadline_s, budget)
 
     @cached_property
     def executor(self):
