@@ -77,14 +77,18 @@ def _sam3_classes():
     return Sam3Config, Sam3Model, CLIPTextConfig, c
 
 
-def tiny_config(vocab_size: int, bos_id: int, eos_id: int, pad_id: int, num_queries: int = TINY_NUM_QUERIES):
-    """The tiny preset's ``Sam3Config`` (reference/sam3.md §6), for a tokenizer with these ids."""
+def tiny_config(vocab_size: int, bos_id: int, eos_id: int, pad_id: int, num_queries: int = TINY_NUM_QUERIES,
+                hidden: int = 32, vit_layers: int = 2, decoder_layers: int = 2):
+    """The tiny preset's ``Sam3Config`` (reference/sam3.md §6), for a tokenizer with these ids.
+
+    `hidden` (width of every part), `vit_layers` and `decoder_layers` (DETR decoder) size it.
+    """
     Sam3Config, _, CLIPTextConfig, c = _sam3_classes()
-    hidden, heads = 32, 4
+    heads = 4
     grid = TINY_IMAGE_SIZE // 14
     vit = c.Sam3ViTConfig(
-        hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=2, num_attention_heads=heads,
-        image_size=TINY_IMAGE_SIZE, patch_size=14, window_size=8, global_attn_indexes=[1],
+        hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=vit_layers, num_attention_heads=heads,
+        image_size=TINY_IMAGE_SIZE, patch_size=14, window_size=8, global_attn_indexes=[vit_layers - 1],
         pretrain_image_size=TINY_IMAGE_SIZE,
     )
     vision = c.Sam3VisionConfig(
@@ -102,7 +106,7 @@ def tiny_config(vocab_size: int, bos_id: int, eos_id: int, pad_id: int, num_quer
         text_config=text,
         geometry_encoder_config=c.Sam3GeometryEncoderConfig(num_layers=1, **small),
         detr_encoder_config=c.Sam3DETREncoderConfig(num_layers=1, **small),
-        detr_decoder_config=c.Sam3DETRDecoderConfig(num_layers=2, num_queries=num_queries, **small),
+        detr_decoder_config=c.Sam3DETRDecoderConfig(num_layers=decoder_layers, num_queries=num_queries, **small),
         mask_decoder_config=c.Sam3MaskDecoderConfig(
             hidden_size=hidden, num_upsampling_stages=2, num_attention_heads=heads
         ),

@@ -127,7 +127,8 @@ def build_model(cfg: TrainConfig):
         return presets.load_model(cfg.preset, seed=cfg.seed)
     overrides = dict(cfg.model_overrides)
     num_queries = int(overrides.pop("num_queries", presets.TINY_NUM_QUERIES))
-    if not overrides:
+    size = {k: int(overrides.pop(k)) for k in ("hidden", "vit_layers", "decoder_layers") if k in overrides}
+    if not overrides and not size:
         loaded = presets.build_tiny(seed=cfg.seed, num_queries=num_queries)
         reinit_weights(loaded.model, cfg.init, cfg.seed)
         return loaded
@@ -136,7 +137,7 @@ def build_model(cfg: TrainConfig):
     from model.tokenizer import build_tokenizer
 
     tok = build_tokenizer(max_length=presets.MAX_TEXT_LEN)
-    config = presets.tiny_config(len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, num_queries)
+    config = presets.tiny_config(len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, num_queries, **size)
     for key, value in overrides.items():
         _set_nested(config, key, value)
     torch.manual_seed(cfg.seed)

@@ -133,3 +133,15 @@ def test_config_errors():
         TrainConfig.from_dict({"learning_rate": 1})
     with pytest.raises(ValueError, match="no field 'nope'"):
         build_model(TrainConfig(model_overrides={"detr_decoder_config.nope": 1}))
+
+
+def test_tiny_size_overrides_build_a_wider_deeper_model():
+    loaded = build_model(TrainConfig(model_overrides={"hidden": 48, "vit_layers": 3, "decoder_layers": 3,
+                                                      "num_queries": 16}))
+    cfg = loaded.model.config
+    vit = cfg.vision_config.backbone_config
+    assert (vit.hidden_size, vit.num_hidden_layers, vit.global_attn_indexes) == (48, 3, [2])
+    assert cfg.text_config.hidden_size == 48 and cfg.mask_decoder_config.hidden_size == 48
+    assert (cfg.detr_decoder_config.num_layers, cfg.detr_decoder_config.num_queries) == (3, 16)
+    default = build_model(TrainConfig())
+    assert sum(p.numel() for p in loaded.model.parameters()) > sum(p.numel() for p in default.model.parameters())
