@@ -17,6 +17,7 @@ import pytest
 
 from engine.humans.ls_masks import brush_to_mask
 from engine.humans.ls_tasks import data_url
+from engine.world.samples import encode_png
 from engine.serve.ls_prompts import ConfigSpec, LabelConfigError, parse_label_config, task_prompts
 from storage.masks import decode_rle
 from tests.label_studio_service import free_port
@@ -100,9 +101,10 @@ def test_protocol_endpoints_in_process(predictor, image):
 
 
 @pytest.fixture
-def ml_server(model_dir):
+def ml_server(model_dir, label_studio):
     port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    # as docs/label_studio.md says: a personal access token lets it read images Label Studio serves
+    env = dict(os.environ, HF_HUB_OFFLINE="1", LABEL_STUDIO_URL=label_studio.url, LABEL_STUDIO_API_KEY=label_studio.pat)
     log = open(Path(model_dir).parent / f"ml-{port}.log", "wb")  # noqa: SIM115
     cmd = [str(Path(sys.executable).parent / "sam3-engine"), "serve", "label-studio-backend", "--model", str(model_dir),
            "--port", str(port), "--score-threshold", "0", "--max-instances", "3"]
@@ -134,13 +136,27 @@ def test_backend_connected_to_label_studio_predicts(label_studio, ml_server, pre
     (task_id,) = sdk.projects.import_tasks(project.id, request=[{"data": {"picture": data_url(image),
                                                                          "prompt": "shape"}}],
                                            return_task_ids=True).task_ids
+    # a second task whose image is a file uploaded to Label Studio (served at /data/upload/..., login needed)
+    up = httpx.post(f"{label_studio.url}/api/projects/{project.id}/import", params={"return_task_ids": "true"},
+                    files={"file": ("scene.png", encode_png(image), "image/png")},
+                    headers={"Authorization": f"Token {label_studio.legacy_token}"}, timeout=60)
+    up.raise_for_status()
+    (uploaded_id,) = up.json()["task_ids"]
+    assert sdk.tasks.get(id=str(uploaded_id)).data["picture"].startswith("/data/upload/")
     ml = sdk.ml.create(project=project.id, url=ml_server, title="SAM 3")  # Label Studio calls /health, /setup
     assert ml.state == "CO"  # connected
     sdk.actions.create(id="retrieve_tasks_predictions", project=project.id,
-                       selected_items={"all": False, "included": [task_id]})
+                       selected_items={"all": False, "included": [task_id, uploaded_id]})
     (pred,) = sdk.predictions.list(task=task_id)
     assert pred.model_version == "sam3:tiny-sam3" and len(pred.result) == 3
     for region, want in zip(pred.result, expected_masks(predictor, image, "shape", 3)):
         assert region["value"]["brushlabels"] == ["shape"]
         got = brush_to_mask(region["value"]["rle"], region["original_width"], region["original_height"])
         np.testing.assert_array_equal(got, want)
+    (from_upload,) = sdk.predictions.list(task=uploaded_id)  # no prompt in data: the labels are the prompts
+    wanted = sorted([(i.score, decode_rle(i.rle)) for phrase in ("shape", "circle")
+                     for i in predictor.predict([("u", image, [phrase])])[0].pairs[0].instances],
+                    key=lambda si: -si[0])[:3]
+    assert len(from_upload.result) == 3
+    for region, (_, want) in zip(from_upload.result, wanted):
+        np.testing.assert_array_equal(brush_to_mask(region["value"]["rle"], 224, 224), want)
