@@ -64,7 +64,7 @@ def pipeline_vs_predictor(images: int) -> dict:
         out = steps._consolidate(c, 1)
         pipeline_s = time.perf_counter() - t0
         pairs = out["pairs"]
-        rows = [r for u in ("u%05d" % i for i in range((images + 3) // 4)) for r in c.layout.read_stage(1, "plan", u)]
+        rows = [r for u in (f"u{i:05d}" for i in range((images + 3) // 4)) for r in c.layout.read_stage(1, "plan", u)]
         items = [(m, c.layout.store.read_bytes(rs[0]["uri"]), [r["phrase"] for r in rs])
                  for m, rs in by_media(rows).items()]
         from engine.campaign.models import load_model_ref
@@ -92,7 +92,7 @@ def bookkeeping(n_pairs: int) -> dict:
     from storage.records import pair_id
 
     class NullProvider:
-        errors: dict = {}
+        errors: dict = {}  # noqa: RUF012 - never written
 
         def contexts(self, items):
             return {}
@@ -173,7 +173,8 @@ def main() -> None:
     print(f"  {'pairs':>9} {'seconds':>9} {'us/pair':>9} {'peak RSS MB':>12}  per step (s)")
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
-        proc = subprocess.run([sys.executable, __file__, "--bookkeeping", str(n)], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, __file__, "--bookkeeping", str(n)], check=False, capture_output=True,
+                              text=True)
         if proc.returncode != 0:
             print(proc.stderr[-2000:])
             raise SystemExit(f"bookkeeping at {n} pairs failed")

@@ -39,3 +39,8 @@ def write_config(folder: Path, **over) -> Path:
     path = folder / f"{data['name']}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def read_text(uri: str) -> str:
+    """The text of a local file given as a path or file:// URI."""
+    return Path(uri.removeprefix("file://")).read_text()

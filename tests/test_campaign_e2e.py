@@ -14,7 +14,7 @@ from model.registry import ModelRegistry
 from storage.saco import read_saco
 from storage.shards import ShardReader, list_shards
 from storage.tables import read_pairs
-from tests.campaign_support import write_config
+from tests.campaign_support import read_text, write_config
 
 PHASES = [
     {"index": 1, "mode": "human", "domain": "base", "images": 4, "per_unit": 2},
@@ -85,7 +85,7 @@ def test_retrain_gate_and_report(campaign):
         assert pr["promoted"] == (not regressed)
     promoted = [v.ref for v in reg.list("tiny-model") if v.promoted]
     assert len(promoted) == 1
-    report = json.loads(open(result["report"]["json"].removeprefix("file://")).read())
+    report = json.loads(read_text(result["report"]["json"]))
     assert set(report["phases"]) == {"1", "2", "3"}
     p1 = report["phases"]["1"]
     assert p1["accounting"]["total"]["human_seconds"] > 0 and p1["accounting"]["ai_coverage"] == 0
@@ -94,21 +94,21 @@ def test_retrain_gate_and_report(campaign):
     assert "cgF1" in p1["label_quality"] and "IL_MCC" in p1["label_quality"]
     assert report["gold_cgF1_by_model"] and report["needs_ground_truth"] == {}
     assert "phase2_human_s_per_accepted_pair_at_most_half_of_phase1" in report["checks"]
-    html = open(result["report"]["html"].removeprefix("file://")).read()
+    html = read_text(result["report"]["html"])
     assert html.startswith("<!doctype html>") and 'src="human_seconds.png"' in html
 
 
 def test_rerun_is_idempotent_and_cli_works(campaign):
     path, result = campaign
     cfg = load_config(str(path))
-    before = {k: open(result["phases"][k]["consolidate"]["export"].removeprefix("file://")).read() for k in (1, 2, 3)}
+    before = {k: read_text(result["phases"][k]["consolidate"]["export"]) for k in (1, 2, 3)}
     n_models = len(ModelRegistry(cfg.root, state=cfg.state).list())
     tasks = open_campaign(str(path)).desk.counts()
     again = steps.run_campaign(str(path))
     for k in (1, 2, 3):
         for name in ("plan", "propose", "annotate", "consolidate"):
             assert again["phases"][k][name]["ran"] == 0, (k, name)
-        assert open(again["phases"][k]["consolidate"]["export"].removeprefix("file://")).read() == before[k]
+        assert read_text(again["phases"][k]["consolidate"]["export"]) == before[k]
     assert len(ModelRegistry(cfg.root, state=cfg.state).list()) == n_models
     assert open_campaign(str(path)).desk.counts() == tasks
     runner = CliRunner()

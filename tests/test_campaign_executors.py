@@ -9,7 +9,7 @@ import pytest
 from engine.campaign import steps
 from engine.campaign.exports import final_pairs
 from engine.campaign.steps import open_campaign
-from tests.campaign_support import write_config
+from tests.campaign_support import read_text, write_config
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_inline_and_ray_exports_are_identical(tmp_path, ray_cluster):
                             executor={"kind": kind, "predictor_actors": 1, "verifier_actors": 1})
         runs[kind] = (path, steps.run_campaign(str(path)))
     for k in (1, 2):
-        docs = {kind: open(r["phases"][k]["consolidate"]["export"].removeprefix("file://")).read()
+        docs = {kind: read_text(r["phases"][k]["consolidate"]["export"])
                 for kind, (_, r) in runs.items()}
         assert docs["inline"] == docs["ray"], f"phase {k} SA-Co exports differ"
         pairs = {kind: [p.model_dump() for p in final_pairs(open_campaign(str(path)).layout, k, ["u00000", "u00001"])]

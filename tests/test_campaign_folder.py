@@ -11,7 +11,7 @@ from engine.campaign import steps
 from engine.campaign.steps import open_campaign
 from engine.humans.simulated import SimulatedAnnotators
 from storage.saco import read_saco
-from tests.campaign_support import write_config
+from tests.campaign_support import read_text, write_config
 from tests.verifiers_support import simulate_decisions, standin_context, world_pairs
 from verifiers.context import StaticContexts
 from verifiers.examples import build_examples
@@ -74,10 +74,10 @@ def test_folder_of_photos_end_to_end(tmp_path):
     else:
         assert ph["retrain"]["skipped"] == "no shards to train on"
         assert ph["promote"]["promoted"] is False
-    report = json.loads(open(result["report"]["json"].removeprefix("file://")).read())
+    report = json.loads(read_text(result["report"]["json"]))
     needs = report["needs_ground_truth"]
     assert set(needs) >= {"label_quality", "gold_cgF1", "promotion_gate"}
     assert "ground truth" in report["phases"]["1"]["label_quality"]["skipped"]
     assert report["phases"]["1"]["pairs"] == len(doc["images"]) > 0
-    html = open(result["report"]["html"].removeprefix("file://")).read()
+    html = read_text(result["report"]["html"])
     assert "figures that need ground truth" in html

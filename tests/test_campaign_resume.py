@@ -25,7 +25,7 @@ def run_cli(path, fault=None):
     env.pop("SAM3_ENGINE_FAULT", None)
     if fault:
         env["SAM3_ENGINE_FAULT"] = fault
-    return subprocess.run([*CLI, "campaign", "run", str(path), "--quiet"], env=env, capture_output=True,
+    return subprocess.run([*CLI, "campaign", "run", str(path), "--quiet"], check=False, env=env, capture_output=True,
                           text=True, timeout=600)
 
 

@@ -20,7 +20,14 @@ from collections.abc import Iterator
 
 from engine.campaign.config import parse_config
 from engine.campaign.sources import MediaItem
-from engine.campaign.stages import StageContext, consolidate_unit, plan_unit, propose_unit, route_unit, verify_unit
+from engine.campaign.stages import (
+    StageContext,
+    consolidate_unit,
+    plan_unit,
+    propose_unit,
+    route_unit,
+    verify_unit,
+)
 
 
 def context_of(spec: dict) -> StageContext:

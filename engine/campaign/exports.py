@@ -39,7 +39,7 @@ def unit_meta(layout, phase: int, unit: str) -> dict[str, dict]:
 
 def file_name(layout, uri: str) -> str:
     root = layout.store.uri(layout.root).rstrip("/") + "/"
-    return uri[len(root):] if uri.startswith(root) else uri
+    return uri.removeprefix(root)
 
 
 def sample_key(media_id: str) -> str:

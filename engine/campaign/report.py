@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import io
 import json
+from itertools import pairwise
 
 from engine.campaign.accounting import costs, phase_accounts
 from engine.campaign.quality import label_quality
@@ -74,7 +75,7 @@ def checks(phases: dict, gold: dict, promoted_chain: list[str]) -> dict:
     if promoted_chain and gold:
         means = [sum(m["cgF1"] for m in gold[r].values()) / len(gold[r]) for r in promoted_chain if r in gold]
         out["gold_cgF1_never_regresses"] = {"values": [round(x, 2) for x in means],
-                                            "met": all(b >= a - 1e-9 for a, b in zip(means, means[1:]))}
+                                            "met": all(b >= a - 1e-9 for a, b in pairwise(means))}
     for k, v in done.items():  # the model retrained on a phase's labels should do better on its domain
         ev = v.get("evaluate") or {}
         if "gold" in ev and v["domain"] in ev["gold"][ev["baseline"]]:
@@ -192,8 +193,8 @@ def render_html(report: dict, images: list[str]) -> str:
     keys = ("pairs", "labels", "negatives_pct", "masks_per_positive_pair", "routes", "label_quality", "cost",
             "verifiers", "retrain", "promote")
     parts = [f"<h1>campaign {html.escape(report['campaign'])}</h1>",
-             f"<p>source <b>{report['source']}</b>, executor <b>{report['executor']}</b>, "
-             f"config <code>{html.escape(report['config'])}</code></p>",
+             (f"<p>source <b>{report['source']}</b>, executor <b>{report['executor']}</b>, "
+              f"config <code>{html.escape(report['config'])}</code></p>"),
              "<h2>checks</h2>", _table(report["checks"]) if report["checks"] else "<p>none</p>",
              "<h2>totals</h2>", _table(report["totals"])]
     if report["needs_ground_truth"]:
@@ -213,9 +214,10 @@ def render_html(report: dict, images: list[str]) -> str:
                                                                          acc["by_type"]["negative"]["multiplier"]],
                              "ai_coverage": acc["ai_coverage"], "spot_checks": acc["spot_checks"]}))
     parts += ["<h2>gold cgF1 by model version</h2>", _table(report["gold_cgF1_by_model"])]
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>sam3-engine campaign report</title><style>"
+    head = ("<!doctype html><html><head><meta charset='utf-8'><title>sam3-engine campaign report</title><style>"
             "body{font-family:sans-serif;max-width:70em;margin:2em auto}th{text-align:left;padding-right:1em;"
-            "vertical-align:top}img{margin:.5em}</style></head><body>" + "".join(parts) + "</body></html>")
+            "vertical-align:top}img{margin:.5em}</style></head><body>")
+    return head + "".join(parts) + "</body></html>"
 
 
 def write_report(c) -> dict:

@@ -49,8 +49,8 @@ class StageContext:
     def proposer(self):
         if self.cfg.proposer.get("kind", "world") == "world":
             return None
-        from ontology.proposers import build_proposer
         from model.predictor import Predictor
+        from ontology.proposers import build_proposer
 
         needs_model = self.cfg.proposer.get("kind") == "model"
         return build_proposer(self.cfg.proposer, predictor=Predictor(self.loaded) if needs_model else None)
@@ -217,7 +217,7 @@ def verify_unit(ctx: StageContext, unit: str) -> dict:
     contexts = {(r["media_id"], r["phrase"]): context_from_dict(r["context"]) for r in rows if r["context"]}
     uris = {r["media_id"]: r["uri"] for r in rows}
     static = StaticContexts(contexts)
-    media = lambda m: ctx.layout.store.read_bytes(uris[m])  # noqa: E731
+    media = lambda m: ctx.layout.store.read_bytes(uris[m])
     mv_v = ctx.verifier_set.verifier("mv", static, media) if "mv" in ctx.verifier_set.tasks else None
     ev_v = ctx.verifier_set.verifier("ev", static, media) if "ev" in ctx.verifier_set.tasks else None
     masks = {r["pair_id"]: proposal_masks(ctx, r) for r in rows}
@@ -302,8 +302,8 @@ def final_pair(ctx: StageContext, row: dict, results: dict) -> tuple[Pair | None
     route = row["route"]
     masks = [Instance.model_validate(m) for m in row["masks"]]
     versions = {v.rsplit("/", 1)[-1]: v for v in row.get("verifiers", [])}
-    lineage = dict(model_version=row["model_version"], verifier_versions=versions, campaign=ctx.cfg.name,
-                   phase=ctx.phase)
+    lineage = {"model_version": row["model_version"], "verifier_versions": versions, "campaign": ctx.cfg.name,
+               "phase": ctx.phase}
     if route["outcome"] == "final":
         keep = [masks[i] for i in route["accepted"]] if route["label"] == "positive" else []
         pair = Pair(media_id=row["media_id"], phrase=row["phrase"], label=route["label"], reason=route["reason"],

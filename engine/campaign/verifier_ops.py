@@ -66,7 +66,7 @@ def train_from_decisions(cfg: CampaignConfig, decisions, phases: list[int], out_
     contexts, uris = _contexts(cfg, phases)
     static = StaticContexts(contexts)
     store = Layout(cfg).store
-    media = lambda m: store.read_bytes(uris[m]) if m in uris else None  # noqa: E731
+    media = lambda m: store.read_bytes(uris[m]) if m in uris else None
     vset = train_verifiers(train, contexts=static, media=media, embedder=vs.embedder, seed=cfg.seed,
                            tasks=[t for t in ("mv", "ev") if train.of(t)])
     thresholds, report = {}, {"train_examples": {t: len(train.of(t)) for t in ("mv", "ev")},
