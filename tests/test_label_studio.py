@@ -207,6 +207,13 @@ def test_credentials_never_shown(label_studio, sample, positives, caplog):
     assert "401" in str(err.value)
 
 
+def test_unreadable_image_is_a_named_error(label_studio, sample, positives):
+    b = make_backend(label_studio, images=lambda media_id: b"not an image")
+    with pytest.raises(ValueError, match=f"task 'bad-1' \\(media '{sample.key}'\\) cannot be sent to Label Studio"):
+        b.submit([mv_task("bad-1", sample, positives[0])])
+    assert b.pending() == []
+
+
 def test_server_stopped_mid_campaign_is_waited_for(label_studio, sample, positives, caplog):
     """Runs last in this module: stops the session's server, restarts it on the same port and data."""
     caplog.set_level(logging.WARNING)

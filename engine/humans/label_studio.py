@@ -70,6 +70,7 @@ class LabelStudioBackend:
     """A `HumanBackend` over a Label Studio server (see module docstring)."""
 
     name = "label-studio"
+    durable = True  # tasks live in Label Studio: a task claimed by a process that died is still answered
 
     def __init__(self, settings: LabelStudioSettings | None = None, images: Callable[[str], Any] | None = None,
                  *, client: LabelStudioClient | None = None, **settings_kwargs: Any):
@@ -88,6 +89,7 @@ class LabelStudioBackend:
         self._receiver: WebhookReceiver | None = None
         self._last_poll = float("-inf")
         self._discovered = False
+        self._overlap: dict[int, int] = {}
 
     def __repr__(self) -> str:
         return (f"LabelStudioBackend(url={self.settings.url!r}, campaign={self.settings.campaign!r}, "
@@ -174,7 +176,8 @@ class LabelStudioBackend:
     def collect(self, task_ids: Sequence[str] | None = None) -> list[HumanResult]:
         self.discover()
         pending = [t for t in self._entries if t not in self._collected]
-        wanted = pending if task_ids is None else [t for t in dict.fromkeys(task_ids) if t in set(pending)]
+        open_ids = set(pending)
+        wanted = pending if task_ids is None else [t for t in dict.fromkeys(task_ids) if t in open_ids]
         if not wanted:
             return []
         annotations = self._gather(wanted)
@@ -242,11 +245,9 @@ class LabelStudioBackend:
         return task_payload(task, load_image(self.images(task.media_id), task.media_id))
 
     def _ensure_overlap(self, pid: int, raters: int) -> None:
-        known = getattr(self, "_overlap", {})
-        if known.get(pid, 1) < raters:
+        if self._overlap.get(pid, 1) < raters:
             self.client.set_overlap(pid, raters)
-        known[pid] = max(known.get(pid, 1), raters)
-        self._overlap = known
+            self._overlap[pid] = raters
 
     def _import(self, pid: int, chunk: list[HumanTask], payloads: list[dict]) -> None:
         """Import one batch (one call); after a lost answer, send again only what did not arrive."""
