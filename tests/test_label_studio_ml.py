@@ -17,8 +17,15 @@ import pytest
 
 from engine.humans.ls_masks import brush_to_mask
 from engine.humans.ls_tasks import data_url
+from engine.serve.ls_prompts import (
+    ConfigSpec,
+    LabelConfigError,
+    TaskInputError,
+    load_task_image,
+    parse_label_config,
+    task_prompts,
+)
 from engine.world.samples import encode_png
-from engine.serve.ls_prompts import ConfigSpec, LabelConfigError, parse_label_config, task_prompts
 from storage.masks import decode_rle
 from tests.label_studio_service import free_port
 
@@ -73,6 +80,10 @@ def test_config_and_prompts():
     p = task_prompts({"data": {"prompt": "red star", "exemplars": [[1, 2, 3, 4]]}}, spec, None, 200, 100)
     assert p.phrases == ["red star"] and p.boxes == [[1.0, 2.0, 3.0, 4.0]] and p.box_labels == [1]
     assert task_prompts({"data": {}}, spec, None, 10, 10).phrases == ["shape", "circle"]  # labels as concepts
+    with pytest.raises(TaskInputError, match="task 5: image '/etc/hosts' is on the Label Studio server"):
+        load_task_image({"id": 5, "data": {"picture": "/etc/hosts"}}, spec)  # never a local file
+    with pytest.raises(TaskInputError, match="is not a data URL or an http"):
+        load_task_image({"id": 6, "data": {"picture": "file:///etc/hosts"}}, spec)
     assert isinstance(spec, ConfigSpec)
 
 
@@ -143,7 +154,7 @@ def test_backend_connected_to_label_studio_predicts(label_studio, ml_server, pre
     up.raise_for_status()
     (uploaded_id,) = up.json()["task_ids"]
     assert sdk.tasks.get(id=str(uploaded_id)).data["picture"].startswith("/data/upload/")
-    ml = sdk.ml.create(project=project.id, url=ml_server, title="SAM 3")  # Label Studio calls /health, /setup
+    ml = sdk.ml.create(project=project.id, url=ml_server, title="SAM 3", is_interactive=True)  # Label Studio calls /health, /setup
     assert ml.state == "CO"  # connected
     sdk.actions.create(id="retrieve_tasks_predictions", project=project.id,
                        selected_items={"all": False, "included": [task_id, uploaded_id]})
@@ -153,6 +164,16 @@ def test_backend_connected_to_label_studio_predicts(label_studio, ml_server, pre
         assert region["value"]["brushlabels"] == ["shape"]
         got = brush_to_mask(region["value"]["rle"], region["original_width"], region["original_height"])
         np.testing.assert_array_equal(got, want)
+    # interactive: an annotator types a prompt in the TextArea; Label Studio passes it as context
+    r = httpx.post(f"{label_studio.url}/api/ml/{ml.id}/interactive-annotating",
+                   json={"task": task_id, "context": {"result": [
+                       {"type": "textarea", "from_name": "prompt", "to_name": "img", "value": {"text": ["circle"]}}]}},
+                   headers={"Authorization": f"Token {label_studio.legacy_token}"}, timeout=120)
+    r.raise_for_status()
+    typed = r.json()["data"]["result"]
+    assert [reg["value"]["brushlabels"] for reg in typed] == [["circle"]] * 3
+    for region, want in zip(typed, expected_masks(predictor, image, "circle", 3)):
+        np.testing.assert_array_equal(brush_to_mask(region["value"]["rle"], 224, 224), want)
     (from_upload,) = sdk.predictions.list(task=uploaded_id)  # no prompt in data: the labels are the prompts
     wanted = sorted([(i.score, decode_rle(i.rle)) for phrase in ("shape", "circle")
                      for i in predictor.predict([("u", image, [phrase])])[0].pairs[0].instances],

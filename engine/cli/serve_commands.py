@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import typer
 
@@ -30,10 +29,10 @@ def register(app: typer.Typer) -> None:
                                               help="Keep instances scoring at least this."),
         max_instances: int = typer.Option(50, "--max-instances", min=1, help="Most regions per task."),
         device: str = typer.Option("cpu", "--device", help="torch device (cpu, cuda, cuda:1)."),
-        version: Optional[str] = typer.Option(None, "--model-version", help="Version name shown in Label "
+        version: str | None = typer.Option(None, "--model-version", help="Version name shown in Label "
                                               "Studio (default: sam3:<model ref>)."),
-        root: Optional[str] = RootOption,
-        state_url: Optional[str] = StateOption,
+        root: str | None = RootOption,
+        state_url: str | None = StateOption,
     ) -> None:
         """Serve SAM 3 as a Label Studio ML backend (/health, /setup, /predict, /webhook)."""
         from engine.serve.label_studio_ml import serve

@@ -7,13 +7,14 @@ the TextArea (interactive context) or found in task data (`prompt`, `phrase`, `t
 the TextArea's `$field`), with exemplar boxes drawn as rectangles (label `negative` / `exclude`: a
 negative exemplar) or given in `data.exemplars` (pixel [x, y, w, h]); with no text at all, every
 BrushLabels label is a prompt (the project's label set is the concept list). `load_task_image`
-reads data URLs, URLs (Label Studio's own with its token) and local paths.
+reads data URLs and http(s) URLs (Label Studio's own, e.g. uploads, with its token); never a local
+path named by a task.
 """
 
 from __future__ import annotations
 
 import base64
-import io
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlparse
@@ -139,18 +140,26 @@ def region_label(phrase: str, labels: list[str]) -> str:
     return labels[0]
 
 
+_ACCESS: dict[tuple[str, str], tuple[float, str]] = {}  # (host, refresh token) -> (expiry, access token)
+ACCESS_TTL_S = 120.0
+
+
 def _auth_headers(key: str | None, host: str) -> dict:
     if not key:
         return {}
-    if key.count(".") == 2:  # a personal access token (JWT refresh token): exchange it
-        r = httpx.post(urljoin(host + "/", "api/token/refresh/"), json={"refresh": key}, timeout=30)
-        r.raise_for_status()
-        return {"Authorization": f"Bearer {r.json()['access']}"}
+    if key.count(".") == 2:  # a personal access token (JWT refresh token): exchange it, reuse a while
+        cached = _ACCESS.get((host, key))
+        if cached is None or cached[0] < time.monotonic():
+            r = httpx.post(urljoin(host + "/", "api/token/refresh/"), json={"refresh": key}, timeout=30)
+            r.raise_for_status()
+            cached = (time.monotonic() + ACCESS_TTL_S, r.json()["access"])
+            _ACCESS[(host, key)] = cached
+        return {"Authorization": f"Bearer {cached[1]}"}
     return {"Authorization": f"Token {key}"}
 
 
 def load_task_image(task: dict, spec: ConfigSpec, ls_url: str | None = None, ls_key: str | None = None) -> np.ndarray:
-    """The task's RGB image: a data URL, an http(s) URL (Label Studio's own with its token), or a path."""
+    """The task's RGB image: a data URL or an http(s) URL (Label Studio's own read with its token)."""
     from model.preprocess import ImageDecodeError, load_image
 
     src = (task.get("data") or {}).get(spec.image_key)
@@ -162,20 +171,20 @@ def load_task_image(task: dict, spec: ConfigSpec, ls_url: str | None = None, ls_
             head, _, body = src.partition(",")
             raw = base64.b64decode(body) if ";base64" in head else body.encode()
             return load_image(raw, tid)
-        if src.startswith("/") and ls_url and not src.startswith("//") and not _is_file(src):
+        if src.startswith("/") and not src.startswith("//"):  # served by Label Studio (uploads, local files)
+            if not ls_url:
+                raise TaskInputError(f"task {tid}: image {src[:80]!r} is on the Label Studio server, whose URL "
+                                     "is unknown: set LABEL_STUDIO_URL (and LABEL_STUDIO_API_KEY)")
             src = urljoin(ls_url.rstrip("/") + "/", src.lstrip("/"))
-        if src.startswith(("http://", "https://")):
-            same_host = ls_url and urlparse(src).netloc == urlparse(ls_url).netloc
-            headers = _auth_headers(ls_key, ls_url) if same_host else {}
-            r = httpx.get(src, headers=headers, timeout=60, follow_redirects=True)
-            r.raise_for_status()
-            return load_image(io.BytesIO(r.content).getvalue(), tid)
-        return load_image(src, tid)
+        if not src.startswith(("http://", "https://")):  # never read this machine's files for a task
+            raise TaskInputError(f"task {tid}: image {src[:80]!r} is not a data URL or an http(s) URL")
+        same_host = ls_url and urlparse(src).netloc == urlparse(ls_url).netloc
+        headers = _auth_headers(ls_key, ls_url) if same_host else {}
+        r = httpx.get(src, headers=headers, timeout=60, follow_redirects=True)
+        r.raise_for_status()
+        return load_image(r.content, tid)
+    except TaskInputError:
+        raise
     except (ImageDecodeError, httpx.HTTPError, ValueError, OSError) as err:
         raise TaskInputError(f"task {tid}: cannot read image data.{spec.image_key} ({src[:80]!r}): {err}") from None
 
-
-def _is_file(path: str) -> bool:
-    import os
-
-    return os.path.isfile(path)
