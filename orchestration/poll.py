@@ -45,7 +45,13 @@ def _check(path: str, result: Any) -> dict:
 
 
 class CallablePollTrigger(BaseTrigger):
-    """Call `target(**kwargs)` every `poll_seconds` (in a thread) until done or `deadline` (epoch s)."""
+    """Call `target(**kwargs)` every `poll_seconds` (in a thread) until done or `deadline` (epoch s).
+
+    An exception from the target is retried at the next poll; `max_errors` in a row fire an `error`
+    event (the task fails with the last error) instead of looping forever.
+    """
+
+    max_errors = 5
 
     def __init__(self, target: str, kwargs: dict, poll_seconds: float = 60.0, deadline: float | None = None,
                  done_key: str = "done"):
@@ -60,10 +66,21 @@ class CallablePollTrigger(BaseTrigger):
 
     async def run(self):
         fn = load_target(self.target)
-        polls = 0
+        polls, errors = 0, 0
         while True:
-            result = _check(self.target, await asyncio.to_thread(fn, **self.kwargs))
             polls += 1
+            try:
+                result = _check(self.target, await asyncio.to_thread(fn, **self.kwargs))
+            except Exception as err:  # noqa: BLE001 - a transient failure of the polled system
+                errors += 1
+                if errors >= self.max_errors:
+                    yield TriggerEvent({"status": "error", "result": f"{type(err).__name__}: {err}",
+                                        "polls": polls})
+                    return
+                self.log.warning("%s failed (%s/%s): %s", self.target, errors, self.max_errors, err)
+                await asyncio.sleep(self.poll_seconds)
+                continue
+            errors = 0
             if result.get(self.done_key):
                 yield TriggerEvent({"status": "done", "result": result, "polls": polls})
                 return
@@ -114,6 +131,9 @@ class DeferredPollOperator(BaseOperator):
 
     def execute_complete(self, context, event: dict) -> dict:
         self._numbers()
+        if event["status"] == "error":
+            raise AirflowException(f"{self.target}({self.call_kwargs}) kept failing "
+                                   f"({event['polls']} polls): {event['result']}")
         if event["status"] == "timeout":
             raise PollTimeout(f"{self.target}({self.call_kwargs}) not done after {self.timeout_s:g}s "
                               f"({event['polls']} polls); last result: {event['result']}")

@@ -3,6 +3,7 @@ connection, a client, and one status/log poll of a job (sync; the trigger runs i
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -39,7 +40,9 @@ def resolve_address(conn_id: str) -> str:
     return address_from_connection(Connection.get(conn_id))
 
 
+@functools.lru_cache(maxsize=16)
 def client(address: str):
+    """A Jobs API client for `address` (cached: constructing one costs two HTTP round trips)."""
     from ray.job_submission import JobSubmissionClient
 
     parts = urlsplit(address)

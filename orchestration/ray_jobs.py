@@ -78,7 +78,13 @@ def last_json_line(logs: str) -> dict | None:
 
 
 class RayJobTrigger(BaseTrigger):
-    """Poll one Ray job; fire on new logs (batched), on its end, or past its deadline (stopping it)."""
+    """Poll one Ray job; fire on new logs (batched), on its end, or past its deadline (stopping it).
+
+    A failed poll (dashboard restarting, network blip) is retried; after `max_poll_errors` failures
+    in a row the trigger fires `UNREACHABLE` and the task fails without touching the job.
+    """
+
+    max_poll_errors = 10
 
     def __init__(self, address: str, job_id: str, offset: int = 0, poll_seconds: float = 2.0,
                  log_batch_seconds: float = 30.0, deadline: float | None = None):
@@ -103,9 +109,21 @@ class RayJobTrigger(BaseTrigger):
 
     async def run(self):
         started = time.monotonic()
-        logs, offset = "", self.offset
+        logs, offset, errors = "", self.offset, 0
         while True:
-            p = await asyncio.to_thread(ray_client.poll, self.address, self.job_id, offset)
+            try:
+                p = await asyncio.to_thread(ray_client.poll, self.address, self.job_id, offset)
+            except Exception as err:  # noqa: BLE001 - any failure to reach the Jobs API
+                errors += 1
+                if errors >= self.max_poll_errors:
+                    yield self._event("UNREACHABLE", logs, offset,
+                                      f"{errors} polls in a row failed, last: {type(err).__name__}: {err}")
+                    return
+                self.log.warning("polling Ray job %s at %s failed (%s/%s): %s", self.job_id, self.address,
+                                 errors, self.max_poll_errors, err)
+                await asyncio.sleep(self.poll_seconds)
+                continue
+            errors = 0
             logs, offset = logs + p.new_logs, p.offset
             if p.terminal:
                 yield self._event(p.status, logs, offset, p.message)
@@ -203,7 +221,7 @@ class RayJobOperator(BaseOperator):
             logs = ray_client.client(address).get_job_logs(job_id)
             self._job = None
             return {"job_id": job_id, "status": status, "result": last_json_line(logs)}
-        if status in ("FAILED", "STOPPED"):
+        if status in ("FAILED", "STOPPED", "UNREACHABLE"):
             self._job = None
             raise RayJobFailed(f"Ray job {job_id} at {address} ended {status}: {event.get('message')}")
         if status == "TIMEOUT":

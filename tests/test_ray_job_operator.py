@@ -172,6 +172,18 @@ def test_airflow_trigger_timeout_backstop_stops_the_job(conn, ray_head):
     assert status(ray_head, job_id) == "STOPPED"
 
 
+def test_an_unreachable_jobs_api_fails_the_task_after_retries():
+    from tests.ray_head import free_port
+
+    trigger = RayJobTrigger(f"http://127.0.0.1:{free_port()}", "airflow-x-t1", poll_seconds=0.05)
+    trigger.max_poll_errors = 3
+    event = first_event(trigger)
+    assert event["status"] == "UNREACHABLE" and "3 polls in a row failed" in event["message"]
+    op = RayJobOperator(task_id="x", entrypoint="true")
+    with pytest.raises(RayJobFailed, match="ended UNREACHABLE.*cannot reach the Ray Jobs API"):
+        op.execute_complete({"ti": FakeTI("x", "r")}, event)
+
+
 def test_addresses_and_bad_input():
     from airflow.sdk import Connection
 
