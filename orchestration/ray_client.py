@@ -50,7 +50,7 @@ def client(address: str):
         raise RayJobError(f"Ray dashboard address {address!r} must look like http://host:8265")
     try:
         return JobSubmissionClient(address)
-    except Exception as err:  # noqa: BLE001 - connection refused, version mismatch, ...
+    except Exception as err:  # connection refused, version mismatch, ...
         raise RayJobError(f"cannot reach the Ray Jobs API at {address}: {err}") from err
 
 

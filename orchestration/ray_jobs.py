@@ -46,7 +46,7 @@ class RayJobTimeout(AirflowException):
     """The Ray job ran past the operator's `job_timeout` and was stopped."""
 
 
-def _seconds(value: timedelta | float | int | None) -> float | None:
+def _seconds(value: timedelta | float | None) -> float | None:
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)

@@ -3,7 +3,7 @@ task states and return values (XCom) back from the metadata DB."""
 
 from __future__ import annotations
 
-import tests.airflow_env as airflow_env
+from tests import airflow_env
 
 
 def dag_bag():

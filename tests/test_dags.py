@@ -2,9 +2,12 @@
 `dag.test()` runs sam3_retrain end to end on tiny shards, twice in the same run without
 duplicating its registry version."""
 
+# ruff: noqa: I001  (tests.airflow_env must be imported before airflow)
 from __future__ import annotations
 
 import tests.airflow_env  # noqa: F401  (Airflow settings before airflow is imported)
+
+import itertools
 
 import pendulum
 import pytest
@@ -31,7 +34,7 @@ def test_campaign_dag_has_a_task_group_per_phase_slot_in_loop_order():
     assert groups == [f"phase_{k}" for k in range(1, MAX_PHASES + 1)]
     order = ["enter", "plan", "propose", "annotate", "await_humans", "consolidate", "retrain",
              "evaluate", "promote", "close"]
-    for a, b in zip(order, order[1:]):
+    for a, b in itertools.pairwise(order):
         assert f"phase_1.{a}" in dag.task_dict[f"phase_1.{b}"].get_flat_relative_ids(upstream=True), (a, b)
     assert dag.task_dict["phase_1.annotate_ray"].task_type == "RayJobOperator"
     assert dag.task_dict["phase_1.retrain_ray"].task_type == "RayJobOperator"

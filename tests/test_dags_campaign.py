@@ -4,6 +4,7 @@ Ray head: the engine steps run in the task (their Ray Data stages on the head), 
 run as Ray jobs through our RayJobOperator, humans are the simulated annotators. Then the same run
 again: every task re-runs and no output is duplicated."""
 
+# ruff: noqa: I001  (tests.airflow_env must be imported before airflow)
 from __future__ import annotations
 
 import tests.airflow_env  # noqa: F401  (Airflow settings before airflow is imported)

@@ -3,6 +3,7 @@ by recording fakes (the real engine runs in tests/test_dags_campaign.py): phase 
 config's phases, a gold-gate regression stops the campaign (or not, by param), the wait for humans
 defers and polls until done, and fails the task at its timeout."""
 
+# ruff: noqa: I001  (tests.airflow_env must be imported before airflow)
 from __future__ import annotations
 
 import tests.airflow_env  # noqa: F401  (Airflow settings before airflow is imported)
@@ -50,8 +51,7 @@ class FakeEngine:
 
 @pytest.fixture
 def engine(monkeypatch):
-    import engine.campaign.config as config
-    import engine.campaign.steps as steps
+    from engine.campaign import config, steps
 
     def install(**kw):
         fake = FakeEngine(**kw)

@@ -126,11 +126,11 @@ def test_airflow_values_use_postgresql_our_image_and_the_ray_head():
 
 def test_worker_image_installs_the_pinned_stack_and_copies_every_package():
     dockerfile = (INFRA / "docker" / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
+    assert re.search(r"^FROM python:3\.11", dockerfile, re.MULTILINE)
     assert "pip install -c constraints.txt -r requirements.txt" in dockerfile
     pyproject = (INFRA.parent / "pyproject.toml").read_text()
     packages = re.findall(r'"(\w+)\*"', re.search(r"include = \[(.*?)\]", pyproject).group(1))
-    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.M))
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
     assert set(packages) <= copied, f"the image misses {set(packages) - copied}"
     assert "dags" in copied
     ignored = (INFRA.parent / ".dockerignore").read_text().split()

@@ -2,6 +2,7 @@
 and the timeout fail the task with a message naming the target (the trigger runs as in the
 triggerer: rebuilt from its serialised form, first event taken)."""
 
+# ruff: noqa: I001  (tests.airflow_env must be imported before airflow)
 from __future__ import annotations
 
 import tests.airflow_env  # noqa: F401  (Airflow settings before airflow is imported)

@@ -5,6 +5,7 @@ parts under test are the Ray side (submit, poll, logs, stop) and the operator/tr
 (defer -> event -> resume). The DAG tests run it inside Airflow for real (dag.test).
 """
 
+# ruff: noqa: I001  (tests.airflow_env must be imported before airflow)
 from __future__ import annotations
 
 import asyncio
@@ -65,7 +66,7 @@ def drive(op: RayJobOperator, ctx: dict) -> tuple[object, int]:
     except TaskDeferred as d:
         deferred = d
     while True:
-        kind, kwargs = deferred.trigger.serialize()
+        _, kwargs = deferred.trigger.serialize()
         trigger = RayJobTrigger(**kwargs)  # what the triggerer rebuilds from the serialised form
         payload = first_event(trigger)
         events += 1
