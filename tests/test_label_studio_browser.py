@@ -72,7 +72,7 @@ def test_mv_task_answered_in_the_ui_comes_back(label_studio, browser):
     page.close()
 
 
-def test_correction_in_the_ui_keeps_proposals_and_adds_a_stroke(label_studio, browser, tmp_path):
+def test_correction_in_the_ui_keeps_proposals_and_adds_a_stroke(label_studio, browser):
     """Proposals preloaded as brush predictions go through the browser's brush codec and back exactly;
     a stroke the annotator paints becomes one more instance."""
     sample = next(iter(generate_samples(1, seed=6, negatives_per_image=1)))
