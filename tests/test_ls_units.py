@@ -187,3 +187,11 @@ def test_transient_errors():
     assert is_transient(ApiError(status_code=503, body="down"))
     assert not is_transient(ApiError(status_code=400, body="bad config"))
     assert not is_transient(ValueError("x"))
+
+
+def test_skipped_and_repeated_annotations_do_not_count_as_raters():
+    from engine.humans.label_studio import LabelStudioBackend
+
+    anns = [{"id": 5, "completed_by": 1, "was_cancelled": True},  # skipped
+            {"id": 7, "completed_by": 2}, {"id": 6, "completed_by": 1}, {"id": 9, "completed_by": 2}]
+    assert [a["id"] for a in LabelStudioBackend._first_per_rater(anns)] == [6, 7]
