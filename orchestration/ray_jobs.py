@@ -149,6 +149,7 @@ class RayJobOperator(BaseOperator):
 
     template_fields = ("entrypoint", "conn_id", "runtime_env", "submission_id", "job_metadata")
     ui_color = "#e8f0fe"
+    submit_retry_seconds = 120.0
 
     def __init__(self, *, entrypoint: str, conn_id: str = "ray_default", runtime_env: dict | None = None,
                  submission_id: str | None = None, job_metadata: dict | None = None,
@@ -192,17 +193,29 @@ class RayJobOperator(BaseOperator):
         else:
             metadata = {"airflow_dag_id": ti.dag_id, "airflow_task_id": ti.task_id,
                         "airflow_run_id": ti.run_id, **(self.job_metadata or {})}
-            c.submit_job(entrypoint=self.entrypoint, submission_id=job_id, runtime_env=self.runtime_env,
-                         metadata={k: str(v) for k, v in metadata.items()},
-                         entrypoint_num_cpus=self.entrypoint_num_cpus,
-                         entrypoint_num_gpus=self.entrypoint_num_gpus,
-                         entrypoint_memory=self.entrypoint_memory,
-                         entrypoint_resources=self.entrypoint_resources)
+            self._submit(c, job_id, {k: str(v) for k, v in metadata.items()})
             self.log.info("submitted Ray job %s to %s: %s", job_id, address, self.entrypoint)
         self._job = (address, job_id)
         deadline = time.time() + self.job_timeout if self.job_timeout else None
         ti.xcom_push(key=XCOM_JOB_KEY, value={"address": address, "job_id": job_id, "deadline": deadline})
         self._defer(address, job_id, 0, deadline)
+
+    def _submit(self, c, job_id: str, metadata: dict) -> None:
+        """Submit, retrying while the head says its job agent is not there yet (a restarting head)."""
+        deadline = time.monotonic() + self.submit_retry_seconds
+        while True:
+            try:
+                c.submit_job(entrypoint=self.entrypoint, submission_id=job_id, runtime_env=self.runtime_env,
+                             metadata=metadata, entrypoint_num_cpus=self.entrypoint_num_cpus,
+                             entrypoint_num_gpus=self.entrypoint_num_gpus,
+                             entrypoint_memory=self.entrypoint_memory,
+                             entrypoint_resources=self.entrypoint_resources)
+                return
+            except RuntimeError as err:
+                if "try again later" not in str(err) or time.monotonic() > deadline:
+                    raise
+                self.log.warning("Ray head not ready to take job %s (%s); retrying", job_id, err)
+                time.sleep(2)
 
     def _defer(self, address: str, job_id: str, offset: int, deadline: float | None):
         trigger = RayJobTrigger(address, job_id, offset, self.poll_seconds, self.log_batch_seconds, deadline)
