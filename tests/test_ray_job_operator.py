@@ -185,6 +185,31 @@ def test_an_unreachable_jobs_api_fails_the_task_after_retries():
         op.execute_complete({"ti": FakeTI("x", "r")}, event)
 
 
+def test_submission_is_retried_while_the_head_has_no_job_agent(monkeypatch):
+    from orchestration import ray_jobs
+
+    class Head:
+        calls = 0
+
+        def submit_job(self, **kwargs):
+            Head.calls += 1
+            if Head.calls < 3:
+                raise RuntimeError("Request failed with status code 500: No available agent to submit job, "
+                                   "please try again later..")
+
+    monkeypatch.setattr(ray_jobs.time, "sleep", lambda s: None)
+    op = RayJobOperator(task_id="x", entrypoint="true")
+    op._submit(Head(), "airflow-x-t1", {})
+    assert Head.calls == 3
+
+    class Broken:
+        def submit_job(self, **kwargs):
+            raise RuntimeError("Request failed with status code 400: bad runtime_env")
+
+    with pytest.raises(RuntimeError, match="bad runtime_env"):
+        op._submit(Broken(), "airflow-x-t1", {})
+
+
 def test_addresses_and_bad_input():
     from airflow.sdk import Connection
 
