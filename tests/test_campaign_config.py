@@ -58,3 +58,21 @@ def test_semantic_errors(tmp_path):
     listy.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="mapping"):
         load_config(str(listy))
+
+
+def test_frozen_config_guards_a_started_campaign(tmp_path):
+    from engine.campaign import steps
+
+    path = write_config(tmp_path, name="frozen", phases=[{"index": 1, "mode": "human", "images": 1}])
+    out = steps.start(str(path))
+    frozen = tmp_path / "root" / "campaigns" / "frozen" / "campaign.yaml"
+    assert out["config"] == f"file://{frozen}" and frozen.is_file()
+    # a frozen file written before a field existed (its default applies) still resumes
+    data = yaml.safe_load(frozen.read_text())
+    del data["humans"]["label_studio"]
+    frozen.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert steps.start(str(path))["campaign"] == "frozen"
+    # a real change is refused, naming the field
+    changed = write_config(tmp_path, name="frozen", seed=7, phases=[{"index": 1, "mode": "human", "images": 1}])
+    with pytest.raises(ConfigError, match="fields that differ: seed"):
+        steps.start(str(changed))

@@ -19,7 +19,7 @@ steps of one process share.
 from __future__ import annotations
 
 from engine.campaign import models
-from engine.campaign.config import CampaignConfig, ConfigError, dump_config
+from engine.campaign.config import CampaignConfig, ConfigError, dump_config, parse_config
 from engine.campaign.runtime import Campaign, _fault, open_campaign
 from engine.campaign.sources import phase_units
 
@@ -30,11 +30,13 @@ def _start(c: Campaign) -> dict:
     frozen = layout.path("campaign.yaml")
     text = dump_config(cfg)
     if layout.store.exists(frozen):
-        old = layout.store.read_bytes(frozen).decode()
-        if old != text:
-            import yaml
+        import yaml
 
-            a, b = yaml.safe_load(old), yaml.safe_load(text)
+        # compared as validated configs, so a field added to CampaignConfig later (with its default)
+        # does not stop a campaign started before from resuming
+        a = parse_config(yaml.safe_load(layout.store.read_bytes(frozen).decode()), frozen).model_dump(mode="json")
+        b = cfg.model_dump(mode="json")
+        if a != b:
             diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
             raise ConfigError(f"campaign {cfg.name!r} was started with a different config ({layout.store.uri(frozen)}); "
                               f"fields that differ: {', '.join(diff)}")
