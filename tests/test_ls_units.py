@@ -195,3 +195,20 @@ def test_skipped_and_repeated_annotations_do_not_count_as_raters():
     anns = [{"id": 5, "completed_by": 1, "was_cancelled": True},  # skipped
             {"id": 7, "completed_by": 2}, {"id": 6, "completed_by": 1}, {"id": 9, "completed_by": 2}]
     assert [a["id"] for a in LabelStudioBackend._first_per_rater(anns)] == [6, 7]
+
+
+def test_task_image_comes_from_its_media_uri(tmp_path):
+    """A campaign over photos: the task names where its image is, and Label Studio shows that image."""
+    from engine.humans.label_studio import LabelStudioBackend
+
+    photo = np.zeros((40, 60, 3), np.uint8)
+    photo[:, :, 2] = 200  # a blue photo, not a shapes-world image
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    task = HumanTask(task_id="t1", kind="correction", media_id="folder:photo.png", media_uri=str(path),
+                     phrase="boat")
+    backend = LabelStudioBackend(LabelStudioSettings(campaign="c", url="http://127.0.0.1:9", api_key="k"),
+                                 client=object())
+    url = backend._payload(task)["data"]["image"]
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+    assert shown.shape == photo.shape and np.array_equal(shown, photo)

@@ -261,7 +261,7 @@ def human_tasks(ctx: StageContext, desk, masks: list[Instance], row: dict,
     for kind, idx, keep in needed:
         tid = desk.task_id(ctx.phase, row["pair_id"], kind, idx)
         task = HumanTask(task_id=tid, kind=kind, media_id=row["media_id"], phrase=row["phrase"],
-                         masks=[masks[i] for i in keep], raters=ctx.cfg.humans.raters,
+                         media_uri=row.get("uri"), masks=[masks[i] for i in keep], raters=ctx.cfg.humans.raters,
                          ai_assisted=assisted and kind != "correction")
         out.append((task, row["pair_id"], kind if idx is None else f"mv:{idx}"))
     return out

@@ -35,6 +35,7 @@ class HumanTask(BaseModel):
     kind: TaskKind
     media_id: str
     phrase: str
+    media_uri: str | None = Field(None, description="where the image is (file path, file:// or s3:// URI)")
     masks: list[Instance] = Field(default_factory=list,
                                   description="mv: the one mask; ev/correction: current masks")
     raters: int = Field(1, ge=1, le=16, description="independent judgements wanted")

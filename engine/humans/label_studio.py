@@ -242,7 +242,13 @@ class LabelStudioBackend:
     def _payload(self, task: HumanTask) -> dict:
         from model.preprocess import load_image
 
-        return task_payload(task, load_image(self.images(task.media_id), task.media_id))
+        if task.media_uri and self.images is world_image:  # the task says where its image is
+            from storage.objectstore import ObjectStore
+
+            source = ObjectStore().read_bytes(task.media_uri)
+        else:
+            source = self.images(task.media_id)
+        return task_payload(task, load_image(source, task.media_id))
 
     def _ensure_overlap(self, pid: int, raters: int) -> None:
         if self._overlap.get(pid, 1) < raters:
