@@ -22,6 +22,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 
+def route_by_thresholds(p_accept: float, accept_at: float | None, reject_at: float | None) -> str:
+    """Auto-accept at P(accept) >= accept_at, auto-reject at <= reject_at, else "human"."""
+    if accept_at is not None and p_accept >= accept_at:
+        return "accept"
+    if reject_at is not None and p_accept <= reject_at:
+        return "reject"
+    return "human"
+
+
 @dataclass
 class Thresholds:
     target_precision: float
@@ -40,11 +49,7 @@ class Thresholds:
 
     def route(self, p_accept: float) -> str:
         """ "accept", "reject" or "human" for one P(accept)."""
-        if self.accept_at is not None and p_accept >= self.accept_at:
-            return "accept"
-        if self.reject_at is not None and p_accept <= self.reject_at:
-            return "reject"
-        return "human"
+        return route_by_thresholds(p_accept, self.accept_at, self.reject_at)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "coverage": self.coverage}

@@ -26,6 +26,8 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field, fields
 
+from verifiers.calibration import route_by_thresholds
+
 ACCEPT_MV = ("accept", "accept_as_text")
 SPECIAL_MV = ("flag_label", "whole_image")
 SPECIAL_EV = ("flag_label", "whole_image", "ungroundable")
@@ -41,11 +43,7 @@ class Band:
     reject_at: float | None = None
 
     def route(self, p_accept: float) -> str:
-        if self.accept_at is not None and p_accept >= self.accept_at:
-            return "accept"
-        if self.reject_at is not None and p_accept <= self.reject_at:
-            return "reject"
-        return "human"
+        return route_by_thresholds(p_accept, self.accept_at, self.reject_at)
 
 
 @dataclass(frozen=True)

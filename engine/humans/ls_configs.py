@@ -60,24 +60,22 @@ def _choices(labels: tuple[str, ...], display: dict[str, str], hotkeys: bool = T
     return "\n".join(rows)
 
 
-def mv_config() -> str:
+def _choice_config(labels, display) -> str:
     return f"""<View>
   <Header value="$question"/>
   <Image name="{IMAGE}" value="$image" zoom="true" zoomControl="true"/>
   <Choices name="{DECISION}" toName="{IMAGE}" choice="single" required="true" showInline="true">
-{_choices(MV_LABELS, DISPLAY)}
+{_choices(labels, display)}
   </Choices>
 </View>"""
+
+
+def mv_config() -> str:
+    return _choice_config(MV_LABELS, DISPLAY)
 
 
 def ev_config() -> str:
-    return f"""<View>
-  <Header value="$question"/>
-  <Image name="{IMAGE}" value="$image" zoom="true" zoomControl="true"/>
-  <Choices name="{DECISION}" toName="{IMAGE}" choice="single" required="true" showInline="true">
-{_choices(EV_LABELS, _EV_DISPLAY)}
-  </Choices>
-</View>"""
+    return _choice_config(EV_LABELS, _EV_DISPLAY)
 
 
 def correction_config() -> str:
