@@ -5,7 +5,7 @@
   consolidate) as tasks, the SAM 3 predictor (`ProposeActor`) and the verifiers (`VerifyActor`) as
   actor pools (`ActorPoolStrategy`), so a model is loaded once per actor, not once per unit. It
   starts an embedded Ray (`executor.num_cpus`) unless Ray is already initialised or `executor.address`
-  names a cluster.
+  (or `RAY_ADDRESS`, which Ray sets inside a job) names a cluster.
 Both call the same functions with the same inputs, so they write identical outputs for the same seed.
 Each yields one summary dict per finished unit; the caller marks units done in the state store.
 `spec` is the picklable description of a phase's stage context (config JSON, phase, model ref,
@@ -130,8 +130,9 @@ class RayExecutor:
         self.settings = settings
         if not ray.is_initialized():
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            if settings.address:
-                ray.init(address=settings.address, log_to_driver=False)
+            address = settings.address or os.environ.get("RAY_ADDRESS")  # set inside a Ray job
+            if address:
+                ray.init(address=address, log_to_driver=False)
             else:
                 import tempfile
 
