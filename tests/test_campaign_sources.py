@@ -57,7 +57,7 @@ def test_s3_prefix_and_webdataset_sources(tmp_path, seaweedfs, monkeypatch):
     items = phase_items(cfg, 1)
     assert [i.index for i in items] == [1, 2] and all(i.media_id.startswith("wds:shapes-base-") for i in items)
     uri, w, h, data = materialise(cfg, Layout(cfg), items[1])
-    assert uri.startswith(f"file://{tmp_path}/root/media/base/") and (w, h) == (224, 224)
+    assert uri.startswith((tmp_path / "root" / "media" / "base").as_uri() + "/") and (w, h) == (224, 224)
     assert Layout(cfg).store.read_bytes(uri) == data
 
 

@@ -11,7 +11,7 @@ from ontology.graph import OntologyError
 from ontology.loaders import load_source
 from ontology.loaders.wikidata import (LineErrors, WikidataLineError, iter_wikidata, load_wikidata,
                                        scan_wikidata)
-from ontology.loaders.wordnet import DEFAULT_DIR, load_wordnet, load_wordnet_with_report
+from ontology.loaders.wordnet import load_wordnet, load_wordnet_with_report
 
 DATA_NOUN = """\
   1 This software and database is being provided to you, the LICENSEE, by
@@ -66,7 +66,6 @@ def test_wordnet_errors_name_file_and_line(mini_wordnet, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (DEFAULT_DIR / "data.noun").is_file(), reason="Debian wordnet-base not installed")
 def test_real_wordnet_noun_hierarchy():
     g = load_source("wordnet#canine.n.02")
     dog = g.node("dog.n.01")

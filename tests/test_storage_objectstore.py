@@ -121,14 +121,14 @@ def test_traversal_out_of_root(tmp_path):
         "../secret.txt",
         "a/../../secret.txt",
         str(tmp_path / "secret.txt"),
-        f"file://{tmp_path}/secret.txt",
+        (tmp_path / "secret.txt").as_uri(),
     ]:
         with pytest.raises(PathTraversalError) as err:
             s.read_bytes(ref)
         assert ref in str(err.value)
-    assert s.uri("a/../b.txt") == f"file://{tmp_path}/root/b.txt"
+    assert s.uri("a/../b.txt") == (tmp_path / "root" / "b.txt").as_uri()
     sub = s.sub("a")
-    assert sub.uri("b.txt") == f"file://{tmp_path}/root/a/b.txt"
+    assert sub.uri("b.txt") == (tmp_path / "root" / "a" / "b.txt").as_uri()
     with pytest.raises(PathTraversalError, match="root/a"):
         sub.uri("../b.txt")
     s3 = ObjectStore(root="s3://bucket/campaigns/x")
