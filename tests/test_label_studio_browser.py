@@ -35,6 +35,19 @@ def browser():
             b.close()
 
 
+def open_task(browser, label_studio, entry):
+    """A logged-in page showing the Label Studio task behind a backend entry."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(90_000)
+    page.goto(f"{label_studio.url}/user/login/")
+    page.fill("input[name=email]", label_studio.username)
+    page.fill("input[name=password]", label_studio.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: "/user/login" not in u)
+    page.goto(f"{label_studio.url}/projects/{entry.project}/data?task={entry.ls_id}")
+    return page
+
+
 def test_mv_task_answered_in_the_ui_comes_back(label_studio, browser):
     sample = next(iter(generate_samples(1, seed=4, negatives_per_image=1)))
     pair = next(p for p in sample.pairs if p.label == "positive")
@@ -43,15 +56,7 @@ def test_mv_task_answered_in_the_ui_comes_back(label_studio, browser):
                               masks=[pair.instances[0]])])
     entry = backend._entries["mv-ui"]
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(90_000)
-    page.goto(f"{label_studio.url}/user/login/")
-    page.fill("input[name=email]", label_studio.username)
-    page.fill("input[name=password]", label_studio.password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: "/user/login" not in u)
-
-    page.goto(f"{label_studio.url}/projects/{entry.project}/data?task={entry.ls_id}")
+    page = open_task(browser, label_studio, entry)
     page.get_by_text(f'Is the highlighted mask one instance of "{pair.phrase}"?').wait_for()
     page.get_by_text(cfg.DISPLAY["accept_as_text"]).first.wait_for()  # the choices are there
     assert backend.collect() == []
@@ -82,14 +87,7 @@ def test_correction_in_the_ui_keeps_proposals_and_adds_a_stroke(label_studio, br
                               masks=pair.instances)])
     entry = backend._entries["cor-ui"]
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(90_000)
-    page.goto(f"{label_studio.url}/user/login/")
-    page.fill("input[name=email]", label_studio.username)
-    page.fill("input[name=password]", label_studio.password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda u: "/user/login" not in u)
-    page.goto(f"{label_studio.url}/projects/{entry.project}/data?task={entry.ls_id}")
+    page = open_task(browser, label_studio, entry)
     page.get_by_text(f'Mask every instance of "{pair.phrase}"', exact=False).wait_for()
     page.wait_for_timeout(2000)  # the preloaded brush regions are decoded and drawn
     page.get_by_text(cfg.OBJECT, exact=True).first.click()  # the brush label (brush tool)
