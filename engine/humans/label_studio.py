@@ -77,6 +77,7 @@ class LabelStudioBackend:
         self.settings = settings or LabelStudioSettings(**settings_kwargs)
         self.client = client or LabelStudioClient(self.settings)
         self.images = images or world_image
+        self._media_store = None
         self.webhook_token = secrets.token_urlsafe(24)
         self.problems: dict[str, str] = {}
         self.webhook_events = 0
@@ -243,9 +244,11 @@ class LabelStudioBackend:
         from model.preprocess import load_image
 
         if task.media_uri and self.images is world_image:  # the task says where its image is
-            from storage.objectstore import ObjectStore
+            if self._media_store is None:
+                from storage.objectstore import ObjectStore
 
-            source = ObjectStore().read_bytes(task.media_uri)
+                self._media_store = ObjectStore()  # one store (and S3 client) for every task
+            source = self._media_store.read_bytes(task.media_uri)
         else:
             source = self.images(task.media_id)
         return task_payload(task, load_image(source, task.media_id))
