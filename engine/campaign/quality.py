@@ -5,6 +5,10 @@ with score 1 and scored like a model against the world's exact GT of the same (i
 pairs (`model.metrics.evaluate`: cgF1, pmF1, IL_MCC); the pair-level label accuracy (positive vs
 negative right) is reported too, overall and for the pairs AI decided alone. A source without exact
 ground truth has no such figures: `label_quality` says so instead of guessing.
+
+Crowd regions count as ordinary instances here: the cgF1 evaluator ignores crowd GT (a pair whose
+only GT is a crowd is a negative to it), which would score a correct crowd label as a false
+positive, so perfect labels would not reach IL_MCC 1. A label is right when it matches the world.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ NEEDS_GT = "needs exact ground truth (the shapes world); this source has none"
 def label_quality(cfg, layout, phase: int, units) -> dict:
     if cfg.source.kind != "shapes":
         return {"skipped": NEEDS_GT}
+    return score_labels(final_pairs(layout, phase, units))
+
+
+def score_labels(pairs) -> dict:
+    """Score produced shapes-world pairs (positive / negative / dropped) against the world's GT."""
     from engine.world.phrases import PhraseParseError
     from engine.world.samples import WorldOracle
     from model.metrics import evaluate
@@ -28,7 +37,7 @@ def label_quality(cfg, layout, phase: int, units) -> dict:
     gt_pairs, preds, images = [], [], {}
     right = n = ai_right = ai_n = 0
     ungroundable = dropped = 0
-    for pair in final_pairs(layout, phase, units):
+    for pair in pairs:
         if pair.label == "dropped":
             dropped += 1
             continue
@@ -41,7 +50,7 @@ def label_quality(cfg, layout, phase: int, units) -> dict:
         images[pair.media_id] = ImageMeta(file_name=f"{pair.media_id}.png", height=h, width=w)
         gt_label = "positive" if gts else "negative"
         gt_pairs.append(Pair(media_id=pair.media_id, phrase=pair.phrase, label=gt_label,
-                             instances=[mask_to_instance(g.mask, source="gt", iscrowd=g.iscrowd) for g in gts]))
+                             instances=[mask_to_instance(g.mask, source="gt") for g in gts]))
         n += 1
         right += gt_label == pair.label
         if pair.lineage.source == "ai":
