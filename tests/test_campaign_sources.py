@@ -8,7 +8,9 @@ from PIL import Image
 
 from engine.campaign import steps
 from engine.campaign.config import parse_config
+from engine.campaign.exports import final_pairs
 from engine.campaign.layout import Layout
+from engine.campaign.models import registry
 from engine.campaign.sources import materialise, phase_items, phase_units
 from engine.campaign.steps import open_campaign
 from storage.objectstore import ObjectStore
@@ -64,10 +66,19 @@ def test_s3_prefix_and_webdataset_sources(tmp_path, seaweedfs, monkeypatch):
 def test_campaign_with_an_s3_root(tmp_path, seaweedfs, monkeypatch):
     for k, v in seaweedfs.env().items():
         monkeypatch.setenv(k, v)
+    monkeypatch.setenv("SAM3_ENGINE_CACHE", str(tmp_path / "cache"))
     root = f"s3://sam3-test/campaign-{uuid.uuid4().hex[:6]}"
     path = write_config(tmp_path, name="s3root", root=root, state_url=f"sqlite:///{tmp_path / 'state.db'}",
-                        phases=[{"index": 1, "mode": "human", "images": 2, "per_unit": 1}])
+                        phases=[{"index": 1, "mode": "human", "images": 3, "per_unit": 2},
+                                {"index": 2, "mode": "hybrid", "images": 2, "per_unit": 2}])
     out = steps.run_campaign(str(path))
+    # phase 2's verifiers were trained on phase 1's humans and published to the registry on S3
+    c = open_campaign(str(path))
+    ver = c.layout.done(c.layout.step_marker(2, "verifiers"))
+    assert ver["dir"] == "s3root-verifiers:v0001" and ver["thresholds"]
+    pairs = final_pairs(c.layout, 2, list(phase_units(c.cfg, 2, c.layout.store)))
+    assert pairs and all(any("s3root-verifiers:v0001" in v for v in p.lineage.verifier_versions.values())
+                         for p in pairs), [p.lineage.verifier_versions for p in pairs]
     cons = out["phases"][1]["consolidate"]
     assert cons["export"].startswith(root) and all(s.startswith(root) for s in cons["shards"])
     doc = read_saco(cons["export"])
@@ -78,3 +89,4 @@ def test_campaign_with_an_s3_root(tmp_path, seaweedfs, monkeypatch):
     assert out["report"]["json"].startswith(root)
     again = steps.run_campaign(str(path))
     assert all(again["phases"][1][s]["ran"] == 0 for s in ("plan", "propose", "annotate", "consolidate"))
+    assert [r.version for r in registry(c.cfg).list("s3root-verifiers")] == ["v0001"]

@@ -59,9 +59,9 @@ class StageContext:
     def verifier_set(self):
         if not self.verifier_dir:
             return None
-        from verifiers.store import load_verifiers
+        from engine.campaign.verifier_ops import load_phase_verifiers
 
-        return load_verifiers(self.verifier_dir)
+        return load_phase_verifiers(self.cfg, self.verifier_dir)
 
     @cached_property
     def policy(self) -> routing.Policy:

@@ -23,7 +23,7 @@ import numpy as np
 
 from engine.campaign.config import CampaignConfig
 from engine.campaign.layout import Layout
-from engine.campaign.models import local_path
+from engine.campaign.models import local_path, registry
 from engine.campaign.stages import context_from_dict
 
 
@@ -99,7 +99,12 @@ def train_from_decisions(cfg: CampaignConfig, decisions, phases: list[int], out_
 
 
 def phase_verifiers(cfg: CampaignConfig, phase: int, desk) -> dict:
-    """{"dir": folder or None, "version", "thresholds", "calibration"} for a phase (built once)."""
+    """{"dir": where the set is, "version", "thresholds", "calibration"} for a phase (built once).
+
+    "dir" is the local folder `phase-<k>/verifiers/set` under a local root; under an S3 root the set
+    is published to the campaign's model registry as `<campaign>-verifiers` (stored and cached like
+    models) and "dir" is its registry reference, which `load_phase_verifiers` resolves anywhere.
+    """
     layout = Layout(cfg)
     marker = layout.step_marker(phase, "verifiers")
     hit = layout.done(marker)
@@ -107,26 +112,44 @@ def phase_verifiers(cfg: CampaignConfig, phase: int, desk) -> dict:
         return hit
     earlier = [p.index for p in cfg.phases if p.index < phase and p.mode != "syn"]
     decisions = desk.decisions(earlier) if earlier else []
-    folder = layout.path(f"phase-{phase}", "verifiers", "set")
-    local = local_path(folder)
+    local = local_path(layout.path(f"phase-{phase}", "verifiers", "set"))
     info: dict = {"dir": None, "version": None, "thresholds": {}, "calibration": {}, "decisions": len(decisions)}
-    if parse_scheme(local) != "file":
-        raise NotImplementedError(f"verifier sets under a non-local root ({folder}) are not supported yet")
-    report = None
-    if decisions:
-        with tempfile.TemporaryDirectory(prefix="sam3-verifiers-") as tmp:
-            report = train_from_decisions(cfg, decisions, earlier, Path(tmp))
-            if report is not None:
-                _replace_dir(Path(tmp), Path(local))
-    if report is None and cfg.verifiers.init:
-        _replace_dir(Path(cfg.verifiers.init), Path(local), copy=True)
-        report = {"source": f"verifiers.init {cfg.verifiers.init}"}
-    if report is not None:
-        from verifiers.store import load_verifiers
-
-        vset = load_verifiers(local)
-        info.update(dir=local, version=vset.version, thresholds=vset.thresholds or {}, calibration=report)
+    with tempfile.TemporaryDirectory(prefix="sam3-verifiers-") as tmp:
+        built = Path(tmp) / "set"
+        report = train_from_decisions(cfg, decisions, earlier, built) if decisions else None
+        if report is None and cfg.verifiers.init:
+            _replace_dir(Path(cfg.verifiers.init), built, copy=True)
+            report = {"source": f"verifiers.init {cfg.verifiers.init}"}
+        if report is None:
+            return layout.mark(marker, info)
+        if parse_scheme(local) == "file":
+            _replace_dir(built, Path(local))
+            where = local
+        else:
+            where = _publish_once(cfg, phase, earlier, built)
+    vset = load_phase_verifiers(cfg, where)
+    info.update(dir=where, version=vset.version, thresholds=vset.thresholds or {}, calibration=report)
     return layout.mark(marker, info)
+
+
+def _publish_once(cfg: CampaignConfig, phase: int, earlier: list[int], built: Path) -> str:
+    """Publish the phase's set to the registry, or find the version a killed earlier run published."""
+    from verifiers.store import load_verifiers, publish
+
+    reg, name = registry(cfg), f"{cfg.name}-verifiers"
+    for rec in reg.list(name):
+        if reg.lineage(rec.ref).get("phase") == phase:
+            return rec.ref
+    return publish(load_verifiers(built), name, reg, lineage={"campaign": cfg.name, "phase": phase, "phases": earlier})
+
+
+def load_phase_verifiers(cfg: CampaignConfig, where: str):
+    """The verifier set `phase_verifiers` recorded: a local folder or a registry reference."""
+    import os
+
+    from verifiers.store import load_verifiers
+
+    return load_verifiers(where, None if os.path.isdir(where) else registry(cfg))
 
 
 def parse_scheme(path: str) -> str:
