@@ -39,6 +39,11 @@ class SamplingConfig:
     mask_size: int = 256  # GT masks are resized to at most this side
     shuffle_buffer: int = 64
     seed: int = 0
+    # curriculum: the first `short_phrase_batches` batches use only phrases of at most
+    # `short_phrase_words` words ("red shape", "circle"), which a model from scratch grounds much
+    # sooner than "small striped red triangle"; then every phrase
+    short_phrase_batches: int = 0
+    short_phrase_words: int = 2
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,11 +88,20 @@ def is_hard_negative(pair: Pair, positive_phrases: Iterable[str]) -> bool:
     return any(words & content_words(p) for p in positive_phrases)
 
 
-def sample_pairs(sample: Sample, cfg: SamplingConfig, rng: random.Random) -> list[tuple[Pair, str]]:
-    """Pick (pair, kind) from one image: positives, hard negatives, negatives; dropped skipped."""
-    positives = [p for p in sample.pairs if p.label == "positive"]
+def phrase_words(phrase: str) -> int:
+    return sum(1 for w in phrase.split() if w not in ("a", "an", "the"))
+
+
+def sample_pairs(sample: Sample, cfg: SamplingConfig, rng: random.Random,
+                 max_words: int | None = None) -> list[tuple[Pair, str]]:
+    """Pick (pair, kind) from one image: positives, hard negatives, negatives; dropped skipped.
+
+    `max_words` keeps only phrases of at most that many words (the curriculum's first stage).
+    """
+    pairs = [p for p in sample.pairs if max_words is None or phrase_words(p.phrase) <= max_words]
+    positives = [p for p in pairs if p.label == "positive"]
     phrases = [p.phrase for p in positives]
-    negatives = [p for p in sample.pairs if p.label == "negative"]
+    negatives = [p for p in pairs if p.label == "negative"]
     hard = [p for p in negatives if is_hard_negative(p, phrases)]
     easy = [p for p in negatives if not is_hard_negative(p, phrases)]
     chosen = [(p, "positive") for p in rng.sample(positives, min(len(positives), cfg.positives_per_image))]
@@ -213,14 +227,17 @@ def _iter_groups(samples: Iterable[Sample], cfg: SamplingConfig) -> Iterator[lis
     rng = random.Random(cfg.seed)
     buffer: list[Sample] = []
     pending: list[tuple[Sample, list]] = []
+    emitted = 0
 
     def take(sample: Sample) -> list | None:
-        nonlocal pending
-        pairs = sample_pairs(sample, cfg, rng)
+        nonlocal pending, emitted
+        short = emitted < cfg.short_phrase_batches
+        pairs = sample_pairs(sample, cfg, rng, cfg.short_phrase_words if short else None)
         if pairs:
             pending.append((sample, pairs))
         if len(pending) == cfg.images_per_batch:
             group, pending = pending, []
+            emitted += 1
             return group
         return None
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
@@ -37,9 +38,13 @@ class LossConfig:
     weight_mask_bce: float = 5.0
     weight_mask_dice: float = 5.0
     weight_presence: float = 1.0
+    weight_aux: float = 1.0  # scale of each earlier decoder layer's loss (when outputs carry "aux")
     # semantic_seg head (B, 1, h, w) vs the union of the pair's masks: BCE + dice, positives only
     # unless semantic_on_negatives (then negatives get an all-zero target)
     weight_semantic: float = 0.0
+    # train query classification on negative pairs too (all queries -> 0); False leaves negatives
+    # to the presence head (SAM 3's decoupling: queries then score "is this the instance, if present")
+    cls_on_negatives: bool = True
     # mask/semantic BCE: None = mean over all pixels; a value w = w * mean over object pixels +
     # (1 - w) * mean over background (objects are a few % of the image: a plain mean drives every
     # logit negative, where the dice gradient vanishes)
@@ -52,6 +57,10 @@ class LossConfig:
     cost_mask_dice: float = 2.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    # queries matched to each instance: 1 is DETR's one-to-one matching; k > 1 matches every
+    # instance to its k cheapest distinct queries (one-to-many: more positives per step, so scores
+    # and masks learn faster; duplicates are then removed by the predictor's mask NMS)
+    queries_per_instance: int = 1
     # Masks are compared at most at this side (both matching and loss) to bound memory.
     mask_cost_size: int = 32
     mask_loss_size: int = 128
@@ -199,7 +208,11 @@ def match_costs(
 
 @torch.no_grad()
 def hungarian_match(outputs: dict, targets: list[PairTarget], cfg: LossConfig) -> list[tuple[Tensor, Tensor]]:
-    """Per batch row: (query indices, target indices) of the optimal one-to-one assignment."""
+    """Per batch row: (query indices, target indices) of the optimal assignment.
+
+    One-to-one (`queries_per_instance` 1), or each instance given to k distinct queries (the cost
+    matrix tiled k times; k shrinks when the pair has more than Q / k instances).
+    """
     result = []
     masks = outputs.get("pred_masks")
     for b, target in enumerate(targets):
@@ -211,7 +224,10 @@ def hungarian_match(outputs: dict, targets: list[PairTarget], cfg: LossConfig) -
             outputs["pred_logits"][b], outputs["pred_boxes"][b],
             None if masks is None else masks[b], target, cfg,
         )
-        rows, cols = linear_sum_assignment(cost.cpu().numpy())
+        cost = cost.cpu().numpy()
+        k = max(1, min(cfg.queries_per_instance, cost.shape[0] // max(1, target.num)))
+        rows, cols = linear_sum_assignment(np.tile(cost, (1, k)) if k > 1 else cost)
+        cols = cols % target.num
         result.append((torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)))
     return result
 
@@ -253,13 +269,16 @@ def sam3_loss(outputs, targets: list[PairTarget], cfg: LossConfig | None = None)
         raise ValueError(f"got {len(targets)} targets for a batch of {B} predictions")
     device = logits.device
     matches = hungarian_match(out, targets, cfg)
-    num_gt = max(sum(t.num for t in targets), 1)
+    # normaliser: instances, or matched queries when one-to-many matching gives each several
+    num_gt = max(sum(t.num for t in targets), sum(int(qi.numel()) for qi, _ in matches), 1)
 
     # classification: focal on every query of every pair (negatives: all zeros)
     cls_target = torch.zeros_like(logits)
     for b, (qi, _) in enumerate(matches):
         cls_target[b, qi.to(device)] = 1.0
     focal = sigmoid_focal_loss(logits, cls_target, cfg.focal_alpha, cfg.focal_gamma)
+    if not cfg.cls_on_negatives:
+        focal = focal * torch.tensor([float(t.num > 0) for t in targets], device=device)[:, None]
     loss_cls = focal.sum() / num_gt
 
     # presence: does the pair have at least one instance
@@ -307,8 +326,15 @@ def sam3_loss(outputs, targets: list[PairTarget], cfg: LossConfig | None = None)
         + cfg.weight_mask_dice * loss_mask_dice
         + cfg.weight_presence * loss_presence
     )
+    loss_aux = zero
+    aux = outputs.get("aux") if isinstance(outputs, dict) else None
+    if aux and cfg.weight_aux:
+        for layer in aux:
+            loss_aux = loss_aux + sam3_loss(layer, targets, cfg)["loss"]
+        total = total + cfg.weight_aux * loss_aux
     return {
         "loss": total,
+        "loss_aux": loss_aux.detach(),
         "loss_cls": loss_cls.detach(),
         "loss_box_l1": loss_l1.detach(),
         "loss_giou": loss_giou.detach(),

@@ -11,6 +11,7 @@
   missed instances for EV), ``explained_fraction`` (share of the semantic area the instances
   cover; 1 when the semantic area is empty); and per kept instance ``semantic_agreement`` (mean
   semantic prob inside the instance mask: evidence for MV).
+- ``nms_per_pair``: box NMS within each pair, for models trained with one-to-many matching.
 """
 
 from __future__ import annotations
@@ -119,3 +120,15 @@ def semantic_summary(semantic_logits: torch.Tensor, kept_logits: torch.Tensor,
 
 
 SUMMARY_KEYS = ("semantic_area", "semantic_max", "instance_area", "unexplained_area", "explained_fraction")
+
+
+def nms_per_pair(boxes: torch.Tensor, scores: torch.Tensor, pair_index: np.ndarray, iou: float) -> np.ndarray:
+    """Indices (ascending) of the instances box NMS keeps, pair by pair (torchvision's batched_nms).
+
+    `boxes` (N, 4) xyxy, `scores` (N,), `pair_index` (N,) the pair each instance belongs to.
+    """
+    from torchvision.ops import batched_nms
+
+    keep = batched_nms(boxes.float(), scores.float().to(boxes.device),
+                       torch.as_tensor(pair_index, device=boxes.device), float(iou))
+    return np.sort(keep.cpu().numpy())

@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.postprocess import SUMMARY_KEYS, masks_to_rle, semantic_summary, upsample_masks, xyxy_to_pixel_xywh
+from model.postprocess import (
+    SUMMARY_KEYS,
+    masks_to_rle,
+    nms_per_pair,
+    semantic_summary,
+    upsample_masks,
+    xyxy_to_pixel_xywh,
+)
 from model.preprocess import ImageDecodeError, boxes_xywh_to_cxcywh, load_image, resize_normalise, tokenize
 
 PAD_BOX_LABEL = -10  # Sam3Model's label for padding boxes
@@ -162,7 +169,7 @@ class Predictor:
     def __init__(self, loaded: Any, batch_size: int = 16, image_batch_size: int | None = None,
                  dtype: torch.dtype | None = None, device: str | torch.device | None = None,
                  compile: bool = False, score_threshold: float = 0.5, mask_threshold: float = 0.5,
-                 encode_rle: bool = True, prefetch: bool = True):
+                 encode_rle: bool = True, prefetch: bool = True, nms_iou: float | None = None):
         self.loaded = loaded
         self.model = loaded.model.eval()
         if device is not None or dtype is not None:
@@ -173,6 +180,9 @@ class Predictor:
         self.image_batch_size = max(1, int(image_batch_size or batch_size))
         self.score_threshold, self.mask_threshold = score_threshold, mask_threshold
         self.encode_rle, self.prefetch = encode_rle, prefetch
+        # box NMS per pair among kept instances (models trained with one-to-many matching predict
+        # each instance several times); None: the model's own setting (`LoadedModel.extra`), else off
+        self.nms_iou = nms_iou if nms_iou is not None else loaded.extra.get("nms_iou")
         self.compiled = compile
         if compile and not getattr(self.model.vision_encoder, "_compiled_call_impl", None):
             self.model.vision_encoder.compile()
@@ -334,6 +344,10 @@ class Predictor:
         host = torch.cat([scores, presence[:, None]], dim=1).cpu().numpy()
         scores_np, presence_np = host[:, :-1], host[:, -1]
         kb, kq = np.nonzero(scores_np >= self.score_threshold)
+        if self.nms_iou and len(kb):
+            boxes = out.pred_boxes[torch.from_numpy(kb).to(self.device), torch.from_numpy(kq).to(self.device)]
+            keep = nms_per_pair(boxes, torch.from_numpy(scores_np[kb, kq]), kb, self.nms_iou)
+            kb, kq = kb[keep], kq[keep]
         kb_t = torch.from_numpy(kb).to(self.device)
         kq_t = torch.from_numpy(kq).to(self.device)
         kept = out.pred_masks[kb_t, kq_t]

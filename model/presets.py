@@ -31,6 +31,7 @@ TINY_NUM_QUERIES = 32
 MAX_TEXT_LEN = 32  # SAM 3's text length (CLIP max positions); Sam3Processor pads to 32
 IMAGENET_STANDARD = (0.5, 0.5, 0.5)  # Sam3ImageProcessor's mean and std
 SAM3_MODEL_TYPES = ("sam3", "sam3_video")  # a sam3_video config carries the detector config
+ENGINE_SETTINGS = "sam3_engine.json"  # LoadedModel.extra: how this model's outputs are post-processed
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -55,7 +56,7 @@ class LoadedModel:
     max_text_len: int = MAX_TEXT_LEN
     preset: str = "dir"  # tiny | full | dir
     source: str | None = None  # the directory it was loaded from
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # inference settings saved with the model (e.g. nms_iou)
 
     @property
     def device(self) -> torch.device:
@@ -167,6 +168,8 @@ def save_model(loaded: LoadedModel, out_dir: str | Path) -> Path:
         "rescale_factor": 1 / 255,
     }
     (out / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
+    if loaded.extra:
+        (out / ENGINE_SETTINGS).write_text(json.dumps(loaded.extra, indent=2))
     return out
 
 
@@ -243,5 +246,7 @@ def load_model(ref_or_dir: str | Path, device: str | torch.device = "cpu",
     model = model.eval().to(device)
     tok = _load_tokenizer(path)
     size, mean, std = _image_settings(path, _config_image_size(model.config))
+    settings = path / ENGINE_SETTINGS
+    extra = json.loads(settings.read_text()) if settings.is_file() else {}
     return LoadedModel(model=model, tokenizer=tok, image_size=size, image_mean=mean, image_std=std,
-                       preset="dir", source=str(path))
+                       preset="dir", source=str(path), extra=extra)

@@ -34,6 +34,7 @@ from model.losses import LossConfig, PairTarget, sam3_loss
 
 log = logging.getLogger("sam3_engine.train")
 CKPT_DIR = "checkpoints"
+NMS_IOU = 0.5  # box NMS of models trained with one-to-many matching (saved with the model)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class TrainConfig:
     freeze_text: bool = False
     bf16: bool = False  # autocast to bfloat16 (CUDA only; ignored on CPU)
     gradient_checkpointing: bool = False
+    aux_loss: bool = False  # also supervise the earlier DETR decoder layers (classification, boxes, presence)
     device: str = "auto"
     log_every: int = 10
     max_text_len: int = 32
@@ -148,7 +150,13 @@ def build_model(cfg: TrainConfig):
 
 
 def reinit_weights(model: nn.Module, scheme: str | None, seed: int) -> None:
-    """Re-initialise Linear / Conv layers of a fresh model (`scheme` "torch"; None: keep)."""
+    """Re-initialise a fresh model (`scheme` "torch"; None: keep HF's init).
+
+    "torch": Linear / Conv layers get PyTorch's default init, and the DETR decoder's queries are
+    spread out (`spread_queries`): HF's init gives every query the same reference box (the image
+    centre, half its size) and near-zero embeddings, so all queries start identical and a model
+    trained from scratch takes very long to break that symmetry.
+    """
     if scheme in (None, "", "hf"):
         return
     if scheme != "torch":
@@ -157,6 +165,23 @@ def reinit_weights(model: nn.Module, scheme: str | None, seed: int) -> None:
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             module.reset_parameters()
+    decoder = getattr(model, "detr_decoder", None)
+    if decoder is not None:
+        spread_queries(decoder, seed)
+
+
+@torch.no_grad()
+def spread_queries(decoder: nn.Module, seed: int, box_size: float = 0.1) -> None:
+    """Reference boxes on a jittered grid over the image (side `box_size`), embeddings N(0, 1)."""
+    n = decoder.reference_points.num_embeddings
+    gen = torch.Generator().manual_seed(seed)
+    side = math.ceil(math.sqrt(n))
+    cells = torch.randperm(side * side, generator=gen)[:n]
+    centre = torch.stack([cells % side, cells // side], dim=1).float()
+    centre = (centre + 0.25 + 0.5 * torch.rand(n, 2, generator=gen)) / side
+    boxes = torch.cat([centre, torch.full((n, 2), box_size)], dim=1).clamp(1e-3, 1 - 1e-3)
+    decoder.reference_points.weight.copy_(torch.log(boxes / (1 - boxes)))
+    decoder.query_embed.weight.normal_(0.0, 1.0, generator=gen)
 
 
 def apply_freezing(model: nn.Module, freeze_vision: bool, freeze_text: bool) -> None:
@@ -191,13 +216,15 @@ class Sam3PairModel(nn.Module):
     """Wraps `Sam3Model` for training: vision features once per image, then every pair row.
 
     forward(pixel_values (I,3,S,S), image_index (B,), input_ids (B,L), attention_mask (B,L))
-    -> dict(pred_logits, pred_boxes, pred_masks, presence_logits). A module (not a function) so
-    DistributedDataParallel can wrap it.
+    -> dict(pred_logits, pred_boxes, pred_masks, presence_logits, semantic_seg[, aux]). With `aux`,
+    "aux" holds the earlier decoder layers' logits, boxes and presence (read with forward hooks:
+    `Sam3Model` computes them but returns the last layer only). A module so DDP can wrap it.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, aux: bool = False):
         super().__init__()
         self.model = model
+        self.aux = aux
 
     def forward(self, pixel_values, image_index, input_ids, attention_mask):
         vision = self.model.get_vision_features(pixel_values=pixel_values)
@@ -205,11 +232,40 @@ class Sam3PairModel(nn.Module):
             image_index, torch.arange(pixel_values.shape[0], device=image_index.device)
         ):
             vision = _index_vision(vision, image_index)
-        out = self.model(vision_embeds=vision, input_ids=input_ids, attention_mask=attention_mask)
-        return {
+        captured: dict = {}
+        hooks = []
+        if self.aux:
+            dec = self.model.detr_decoder
+            hooks = [
+                self.model.dot_product_scoring.register_forward_hook(lambda m, i, o: captured.update(logits=o)),
+                dec.box_head.register_forward_hook(
+                    lambda m, i, o: captured.update(offsets=o) if o.dim() == 4 else None),
+                dec.register_forward_hook(lambda m, i, o: captured.update(presence=o.presence_logits)),
+            ]
+        try:
+            out = self.model(vision_embeds=vision, input_ids=input_ids, attention_mask=attention_mask)
+        finally:
+            for h in hooks:
+                h.remove()
+        result = {
             "pred_logits": out.pred_logits, "pred_boxes": out.pred_boxes, "pred_masks": out.pred_masks,
             "presence_logits": out.presence_logits, "semantic_seg": out.semantic_seg,
         }
+        if self.aux:
+            result["aux"] = _aux_outputs(captured, out.decoder_reference_boxes)
+        return result
+
+
+def _aux_outputs(captured: dict, reference_boxes, include_last: bool = False) -> list[dict]:
+    """Per earlier decoder layer: logits, xyxy boxes and presence, as Sam3Model computes the last."""
+    ref = reference_boxes.clamp(1e-3, 1 - 1e-3)
+    cxcywh = (torch.log(ref / (1 - ref)) + captured["offsets"]).sigmoid()
+    cx, cy, w, h = cxcywh.unbind(-1)
+    boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+    layers = captured["logits"].shape[0]
+    return [{"pred_logits": captured["logits"][i, ..., 0], "pred_boxes": boxes[i],
+             "presence_logits": captured["presence"][i], "pred_masks": None}
+            for i in range(layers if include_last else layers - 1)]
 
 
 def _index_vision(vision, index):
@@ -247,12 +303,14 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
     return optimizer, scheduler
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to 1, then cosine decay to `min_lr_ratio` at `cfg.steps`."""
+def lr_factor(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
+    """Linear warm-up to 1, then cosine decay to `min_lr_ratio` at `cfg.steps` (or at `progress` 1)."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    if progress is None:
+        span = max(1, cfg.steps - cfg.warmup_steps)
+        progress = (step - cfg.warmup_steps) / span
+    progress = min(1.0, max(0.0, progress))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -388,7 +446,7 @@ def run_training(
     apply_freezing(model, cfg.freeze_vision, cfg.freeze_text)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    pair_model = Sam3PairModel(model)
+    pair_model = Sam3PairModel(model, aux=cfg.aux_loss)
     train_module = wrap(pair_model) if wrap else pair_model
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(model, cfg)
@@ -417,6 +475,10 @@ def run_training(
         if cfg.max_time_s is not None and time.monotonic() - start > cfg.max_time_s:
             log.info("time budget of %.0f s reached at step %d", cfg.max_time_s, step)
             break
+        if cfg.max_time_s:  # a time budget: the schedule follows time as well as steps
+            progress = max(step / cfg.steps, (time.monotonic() - start) / cfg.max_time_s)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, cfg, progress)
         batch = next(batches).to(device)
         metrics = train_step(train_module, batch, optimizer, scheduler, cfg, loss_cfg, params, after_backward)
         step += 1
@@ -437,6 +499,8 @@ def run_training(
     model_dir = None
     if is_main and save_final and finished:
         model_dir = str(out_dir / "model")
+        if loss_cfg.queries_per_instance > 1:  # one-to-many matching predicts duplicates: NMS them
+            loaded.extra.setdefault("nms_iou", NMS_IOU)
         save_model(loaded, model_dir)
     return TrainResult(str(out_dir), model_dir, step, resumed_from, history, time.monotonic() - start)
 

@@ -157,3 +157,18 @@ def test_semantic_loss_on_union_mask():
     assert sam3_loss(bad, [neg], cfg)["loss_semantic"].item() == 0.0  # positives only by default
     on_neg = LossConfig(weight_semantic=1.0, semantic_on_negatives=True)
     assert sam3_loss(good, [neg], on_neg)["loss_semantic"].item() > 1.0
+
+
+def test_one_to_many_matching_gives_each_instance_k_distinct_queries():
+    outputs, target = _perfect(GT, q=12)
+    (qi, ti), = hungarian_match(outputs, [target], LossConfig(queries_per_instance=3))
+    assert len(qi) == 9 and len(set(qi.tolist())) == 9  # distinct queries
+    assert sorted(ti.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    # the perfect query of each instance is among its matches
+    assert {(q, t) for q, t in zip(qi.tolist(), ti.tolist())} >= {(0, 0), (1, 1), (2, 2)}
+    # more instances than Q / k: k shrinks so every instance still gets a query
+    (qi, ti), = hungarian_match(outputs, [target], LossConfig(queries_per_instance=5))
+    assert len(qi) == 12 and sorted(set(ti.tolist())) == [0, 1, 2]
+    # the loss normalises by matched queries: a perfect prediction still costs little box loss
+    losses = sam3_loss(outputs, [target], LossConfig(queries_per_instance=3))
+    assert losses["num_matched"] == 9 and losses["loss_box_l1"] > 0  # the 6 extra queries are off

@@ -195,3 +195,33 @@ def test_streaming_order_and_items_without_phrases(tiny):
     out = list(Predictor(tiny, batch_size=2, image_batch_size=1, score_threshold=THR).predict_iter(items))
     assert [r.image_id for r in out] == ["a", "b", "c", "d"]
     assert out[0].error and out[3].error and out[1].pairs == [] and len(out[2].pairs) == 1
+
+
+def test_nms_removes_duplicates_within_a_pair_only():
+    from model.postprocess import nms_per_pair
+
+    boxes = torch.tensor([[0.1, 0.1, 0.4, 0.4], [0.11, 0.1, 0.4, 0.41], [0.6, 0.6, 0.9, 0.9],
+                          [0.1, 0.1, 0.4, 0.4]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    keep = nms_per_pair(boxes, scores, np.array([0, 0, 0, 1]), iou=0.5)
+    assert keep.tolist() == [0, 2, 3]  # the near-copy in pair 0 goes; pair 1's box is not compared
+
+
+def test_nms_setting_travels_with_the_model(tiny, tmp_path):
+    from model.presets import load_model, save_model
+
+    items = [i for i in _items() if i[0] in ("rgb", "boxed")]
+    plain = Predictor(tiny, score_threshold=0.0).predict(items)
+    tiny.extra["nms_iou"] = 0.3
+    try:
+        save_model(tiny, tmp_path / "m")
+    finally:
+        tiny.extra.pop("nms_iou")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.extra == {"nms_iou": 0.3}
+    nms = Predictor(loaded, score_threshold=0.0).predict(items)
+    n_plain = sum(len(p.instances) for r in plain for p in r.pairs)
+    n_nms = sum(len(p.instances) for r in nms for p in r.pairs)
+    assert n_nms < n_plain  # every query kept without NMS; overlapping ones suppressed with it
+    off = Predictor(loaded, score_threshold=0.0, nms_iou=0).predict(items)
+    assert sum(len(p.instances) for r in off for p in r.pairs) == n_plain

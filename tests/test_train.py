@@ -84,6 +84,17 @@ def test_batches_from_shards(shards):
     assert again[0].pair_ids == batches[2].pair_ids
 
 
+def test_short_phrase_curriculum_then_every_phrase(shards):
+    loaded = build_model(_cfg())
+    cfg = SamplingConfig(**{**SMALL, "positives_per_image": 8, "negatives_per_image": 4,
+                            "short_phrase_batches": 3, "short_phrase_words": 1})
+    batches = list(iter_batches(iter_samples(shards), loaded.tokenizer, loaded.image_size, 32, cfg))
+    words = [[len(loaded.tokenizer.decode(ids, skip_special_tokens=True).split()) for ids in b.input_ids]
+             for b in batches]
+    assert all(n == 1 for w in words[:3] for n in w)
+    assert any(n > 1 for w in words[3:] for n in w)
+
+
 def test_lr_schedule():
     cfg = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, cfg) == pytest.approx(0.1)
@@ -91,6 +102,9 @@ def test_lr_schedule():
     assert lr_factor(10, cfg) == pytest.approx(1.0)
     assert lr_factor(100, cfg) == pytest.approx(0.1)
     assert 0.1 < lr_factor(55, cfg) < 1.0
+    # a time budget: the schedule follows the larger of step and time progress
+    assert lr_factor(20, cfg, progress=1.0) == pytest.approx(0.1)
+    assert lr_factor(20, cfg, progress=0.5) == pytest.approx(0.55)
 
 
 def test_resume_matches_uninterrupted_run(shards, tmp_path):
@@ -145,3 +159,59 @@ def test_tiny_size_overrides_build_a_wider_deeper_model():
     assert (cfg.detr_decoder_config.num_layers, cfg.detr_decoder_config.num_queries) == (3, 16)
     default = build_model(TrainConfig())
     assert sum(p.numel() for p in loaded.model.parameters()) > sum(p.numel() for p in default.model.parameters())
+
+
+def test_aux_outputs_reproduce_the_last_layer():
+    import model.train as mt
+
+    loaded = build_model(_cfg())
+    pm = mt.Sam3PairModel(loaded.model, aux=True)
+    ids, mask = loaded.tokenizer(["red circle", "star"], padding="max_length", max_length=32,
+                                 return_tensors="pt").values()
+    px = torch.randn(1, 3, 224, 224)
+    captured = {}
+    m = loaded.model
+    hooks = [m.dot_product_scoring.register_forward_hook(lambda mod, i, o: captured.update(logits=o)),
+             m.detr_decoder.box_head.register_forward_hook(
+                 lambda mod, i, o: captured.update(offsets=o) if o.dim() == 4 else None),
+             m.detr_decoder.register_forward_hook(lambda mod, i, o: captured.update(presence=o.presence_logits))]
+    with torch.no_grad():
+        out = m(pixel_values=px.expand(2, -1, -1, -1), input_ids=ids, attention_mask=mask)
+        res = pm(px, torch.tensor([0, 0]), ids, mask)
+    for h in hooks:
+        h.remove()
+    last = mt._aux_outputs(captured, out.decoder_reference_boxes, include_last=True)[-1]
+    torch.testing.assert_close(last["pred_boxes"], out.pred_boxes, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(last["pred_logits"], out.pred_logits)
+    torch.testing.assert_close(last["presence_logits"], out.presence_logits)
+    assert len(res["aux"]) == m.config.detr_decoder_config.num_layers - 1
+    from model.losses import LossConfig, PairTarget, sam3_loss
+
+    t = PairTarget(torch.tensor([[0.1, 0.1, 0.5, 0.5]]), torch.ones(1, 64, 64))
+    neg = PairTarget(torch.zeros(0, 4), torch.zeros(0, 64, 64))
+    losses = sam3_loss(res, [t, neg], LossConfig())
+    assert losses["loss_aux"] > 0
+
+
+def test_one_to_many_training_saves_its_nms_setting_and_aux_losses_run(shards, tmp_path):
+    from model.presets import load_model
+
+    cfg = _cfg(steps=2, checkpoint_every=0, aux_loss=True, loss={"queries_per_instance": 2})
+    res = train(cfg, shards, tmp_path / "o2m")
+    assert all(h["loss_aux"] > 0 and h["num_matched"] > 0 for h in res.history)
+    assert load_model(res.model_dir).extra == {"nms_iou": 0.5}
+    plain = train(_cfg(steps=1, checkpoint_every=0), shards, tmp_path / "o2o")
+    assert load_model(plain.model_dir).extra == {}
+
+
+def test_fresh_queries_start_spread_over_the_image():
+    loaded = build_model(_cfg())
+    dec = loaded.model.detr_decoder
+    boxes = dec.reference_points.weight.sigmoid()
+    centres = boxes[:, :2]
+    assert torch.cdist(centres, centres).add(torch.eye(len(centres))).min() > 0.02  # no two alike
+    assert centres.min() > 0 and centres.max() < 1 and centres.std(0).min() > 0.2  # the whole image
+    assert torch.allclose(boxes[:, 2:], torch.full_like(boxes[:, 2:], 0.1))
+    assert dec.query_embed.weight.std() > 0.5
+    hf = build_model(_cfg(init="hf")).model.detr_decoder.reference_points.weight.sigmoid()
+    assert (hf - 0.5).abs().max() < 0.1  # what HF's init gives: every query at the centre
