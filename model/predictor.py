@@ -39,7 +39,13 @@ from model.postprocess import (
     upsample_masks,
     xyxy_to_pixel_xywh,
 )
-from model.preprocess import ImageDecodeError, boxes_xywh_to_cxcywh, load_image, resize_normalise, tokenize
+from model.preprocess import (
+    ImageDecodeError,
+    boxes_xywh_to_cxcywh,
+    load_image,
+    resize_normalise,
+    tokenize,
+)
 
 PAD_BOX_LABEL = -10  # Sam3Model's label for padding boxes
 

@@ -11,8 +11,8 @@ from pycocotools import mask as mask_utils
 
 from model.postprocess import masks_to_rle, upsample_masks, xyxy_to_pixel_xywh
 from model.predictor import Predictor, Prompt
-from model.presets import build_tiny
 from model.preprocess import boxes_xywh_to_cxcywh, load_image, preprocess_image, tokenize
+from model.presets import build_tiny
 
 THR = 0.2  # random tiny weights score about 0.25: keep masks so that masks are compared too
 

@@ -5,7 +5,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.data import PairBatch, SamplingConfig, is_hard_negative, iter_batches, iter_samples, sample_pairs
+from model.data import (
+    PairBatch,
+    SamplingConfig,
+    is_hard_negative,
+    iter_batches,
+    iter_samples,
+    sample_pairs,
+)
 from model.train import (
     TrainConfig,
     build_model,

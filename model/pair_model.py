@@ -1,0 +1,90 @@
+"""The training-time view of `Sam3Model`: one image's vision features shared by all its pairs.
+
+`Sam3PairModel` runs the vision encoder once per image and the rest of the model once per pair row,
+and (with `aux=True`) also returns the earlier DETR decoder layers' outputs for auxiliary losses.
+`forward_pairs` runs it on a `model.data.PairBatch` under the requested autocast.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Sam3PairModel(nn.Module):
+    """Wraps `Sam3Model` for training: vision features once per image, then every pair row.
+
+    forward(pixel_values (I,3,S,S), image_index (B,), input_ids (B,L), attention_mask (B,L))
+    -> dict(pred_logits, pred_boxes, pred_masks, presence_logits, semantic_seg[, aux]). With `aux`,
+    "aux" holds the earlier decoder layers' logits, boxes and presence (read with forward hooks:
+    `Sam3Model` computes them but returns the last layer only). A module so DDP can wrap it.
+    """
+
+    def __init__(self, model: nn.Module, aux: bool = False):
+        super().__init__()
+        self.model = model
+        self.aux = aux
+
+    def forward(self, pixel_values, image_index, input_ids, attention_mask):
+        vision = self.model.get_vision_features(pixel_values=pixel_values)
+        if image_index.numel() != pixel_values.shape[0] or not torch.equal(
+            image_index, torch.arange(pixel_values.shape[0], device=image_index.device)
+        ):
+            vision = _index_vision(vision, image_index)
+        captured: dict = {}
+        hooks = []
+        if self.aux:
+            dec = self.model.detr_decoder
+            hooks = [
+                self.model.dot_product_scoring.register_forward_hook(lambda m, i, o: captured.update(logits=o)),
+                dec.box_head.register_forward_hook(
+                    lambda m, i, o: captured.update(offsets=o) if o.dim() == 4 else None),
+                dec.register_forward_hook(lambda m, i, o: captured.update(presence=o.presence_logits)),
+            ]
+        try:
+            out = self.model(vision_embeds=vision, input_ids=input_ids, attention_mask=attention_mask)
+        finally:
+            for h in hooks:
+                h.remove()
+        result = {
+            "pred_logits": out.pred_logits, "pred_boxes": out.pred_boxes, "pred_masks": out.pred_masks,
+            "presence_logits": out.presence_logits, "semantic_seg": out.semantic_seg,
+        }
+        if self.aux:
+            result["aux"] = _aux_outputs(captured, out.decoder_reference_boxes)
+        return result
+
+
+def _aux_outputs(captured: dict, reference_boxes, include_last: bool = False) -> list[dict]:
+    """Per earlier decoder layer: logits, xyxy boxes and presence, as Sam3Model computes the last."""
+    ref = reference_boxes.clamp(1e-3, 1 - 1e-3)
+    cxcywh = (torch.log(ref / (1 - ref)) + captured["offsets"]).sigmoid()
+    cx, cy, w, h = cxcywh.unbind(-1)
+    boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+    layers = captured["logits"].shape[0]
+    return [{"pred_logits": captured["logits"][i, ..., 0], "pred_boxes": boxes[i],
+             "presence_logits": captured["presence"][i], "pred_masks": None}
+            for i in range(layers if include_last else layers - 1)]
+
+
+def _index_vision(vision, index):
+    """Repeat a Sam3VisionEncoderOutput's per-image tensors along rows given by `index`."""
+    def pick(x):
+        if isinstance(x, torch.Tensor):
+            return x.index_select(0, index) if x.shape[0] > 1 or index.numel() != 1 else x
+        if isinstance(x, (tuple, list)):
+            return type(x)(pick(v) for v in x)
+        return x
+
+    kwargs = {k: pick(v) for k, v in vision.items()}
+    return type(vision)(**kwargs)
+
+
+def forward_pairs(pair_model: nn.Module, batch, autocast_dtype=None):
+    device_type = batch.pixel_values.device.type
+    ctx = (
+        torch.autocast(device_type, dtype=autocast_dtype)
+        if autocast_dtype is not None else torch.autocast(device_type, enabled=False)
+    )
+    with ctx:
+        return pair_model(batch.pixel_values, batch.image_index, batch.input_ids, batch.attention_mask)
