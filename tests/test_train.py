@@ -169,7 +169,7 @@ def test_tiny_size_overrides_build_a_wider_deeper_model():
 
 
 def test_aux_outputs_reproduce_the_last_layer():
-    import model.train as mt
+    import model.pair_model as mt
 
     loaded = build_model(_cfg())
     pm = mt.Sam3PairModel(loaded.model, aux=True)
