@@ -42,9 +42,6 @@ class LossConfig:
     # semantic_seg head (B, 1, h, w) vs the union of the pair's masks: BCE + dice, positives only
     # unless semantic_on_negatives (then negatives get an all-zero target)
     weight_semantic: float = 0.0
-    # train query classification on negative pairs too (all queries -> 0); False leaves negatives
-    # to the presence head (SAM 3's decoupling: queries then score "is this the instance, if present")
-    cls_on_negatives: bool = True
     # mask/semantic BCE: None = mean over all pixels; a value w = w * mean over object pixels +
     # (1 - w) * mean over background (objects are a few % of the image: a plain mean drives every
     # logit negative, where the dice gradient vanishes)
@@ -277,8 +274,6 @@ def sam3_loss(outputs, targets: list[PairTarget], cfg: LossConfig | None = None)
     for b, (qi, _) in enumerate(matches):
         cls_target[b, qi.to(device)] = 1.0
     focal = sigmoid_focal_loss(logits, cls_target, cfg.focal_alpha, cfg.focal_gamma)
-    if not cfg.cls_on_negatives:
-        focal = focal * torch.tensor([float(t.num > 0) for t in targets], device=device)[:, None]
     loss_cls = focal.sum() / num_gt
 
     # presence: does the pair have at least one instance

@@ -57,8 +57,7 @@ class Sam3PairModel(nn.Module):
 
 def _aux_outputs(captured: dict, reference_boxes, include_last: bool = False) -> list[dict]:
     """Per earlier decoder layer: logits, xyxy boxes and presence, as Sam3Model computes the last."""
-    ref = reference_boxes.clamp(1e-3, 1 - 1e-3)
-    cxcywh = (torch.log(ref / (1 - ref)) + captured["offsets"]).sigmoid()
+    cxcywh = (torch.logit(reference_boxes, eps=1e-3) + captured["offsets"]).sigmoid()
     cx, cy, w, h = cxcywh.unbind(-1)
     boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
     layers = captured["logits"].shape[0]

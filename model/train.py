@@ -180,8 +180,8 @@ def spread_queries(decoder: nn.Module, seed: int, box_size: float = 0.1) -> None
     cells = torch.randperm(side * side, generator=gen)[:n]
     centre = torch.stack([cells % side, cells // side], dim=1).float()
     centre = (centre + 0.25 + 0.5 * torch.rand(n, 2, generator=gen)) / side
-    boxes = torch.cat([centre, torch.full((n, 2), box_size)], dim=1).clamp(1e-3, 1 - 1e-3)
-    decoder.reference_points.weight.copy_(torch.log(boxes / (1 - boxes)))
+    boxes = torch.cat([centre, torch.full((n, 2), box_size)], dim=1)
+    decoder.reference_points.weight.copy_(torch.logit(boxes, eps=1e-3))
     decoder.query_embed.weight.normal_(0.0, 1.0, generator=gen)
 
 
@@ -226,12 +226,14 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
 
 
 def lr_factor(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
-    """Linear warm-up to 1, then cosine decay to `min_lr_ratio` at `cfg.steps` (or at `progress` 1)."""
+    """Linear warm-up to 1, then cosine decay to `min_lr_ratio` at `cfg.steps`.
+
+    `progress` (e.g. the share of a time budget spent) moves the decay on when it is ahead of the steps.
+    """
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    if progress is None:
-        span = max(1, cfg.steps - cfg.warmup_steps)
-        progress = (step - cfg.warmup_steps) / span
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    progress = max((step - cfg.warmup_steps) / span, progress or 0.0)
     progress = min(1.0, max(0.0, progress))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -398,9 +400,9 @@ def run_training(
             log.info("time budget of %.0f s reached at step %d", cfg.max_time_s, step)
             break
         if cfg.max_time_s:  # a time budget: the schedule follows time as well as steps
-            progress = max(step / cfg.steps, (time.monotonic() - start) / cfg.max_time_s)
+            spent = (time.monotonic() - start) / cfg.max_time_s
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(step, cfg, progress)
+                group["lr"] = cfg.lr * lr_factor(step, cfg, spent)
         batch = next(batches).to(device)
         metrics = train_step(train_module, batch, optimizer, scheduler, cfg, loss_cfg, params, after_backward)
         step += 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -145,8 +146,6 @@ def _publish_once(cfg: CampaignConfig, phase: int, earlier: list[int], built: Pa
 
 def load_phase_verifiers(cfg: CampaignConfig, where: str):
     """The verifier set `phase_verifiers` recorded: a local folder or a registry reference."""
-    import os
-
     from verifiers.store import load_verifiers
 
     return load_verifiers(where, None if os.path.isdir(where) else registry(cfg))
