@@ -42,6 +42,29 @@ def gold_set(n: int, seed: int, negatives: int) -> tuple[dict, dict]:
     return to_saco(pairs, metas), images
 
 
+def heldout_batches(n: int, tokenizer, cfg) -> list:
+    """PairBatches of the first `n` gold-seed images (every positive, up to 4 negatives each)."""
+    from engine.world.samples import generate_samples
+    from model.data import SamplingConfig, collate, sample_pairs
+    from model.presets import TINY_IMAGE_SIZE
+    from model.train import mask_grid
+
+    rng = __import__("random").Random(0)
+    sampling = SamplingConfig(positives_per_image=64, negatives_per_image=2, hard_negatives_per_image=2,
+                              mask_size=mask_grid(TINY_IMAGE_SIZE, 14),
+                              drop_crowds=cfg.sampling_config().drop_crowds)
+    return [collate([(s, sample_pairs(s, sampling, rng))], tokenizer, TINY_IMAGE_SIZE, cfg.max_text_len, sampling)
+            for s in generate_samples(n, seed=2, negatives_per_image=8)]
+
+
+def diagnose(loaded, batches, cfg, as_dict: bool = False):
+    from model.diagnostics import format_diagnostics, heldout_diagnostics
+    from model.pair_model import Sam3PairModel
+
+    d = heldout_diagnostics(Sam3PairModel(loaded.model), batches, cfg=cfg.loss_config())
+    return d if as_dict else format_diagnostics(d)
+
+
 def summary(m: dict) -> str:
     return f"cgF1 {m['cgF1']:5.1f}  pmF1 {m['pmF1']:.3f}  IL_MCC {m['IL_MCC']:.3f}"
 
@@ -56,11 +79,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--config", default="{}", help="JSON overrides of the TrainConfig fields")
     ap.add_argument("--out", default=None, help="output folder (default: a temp folder)")
+    ap.add_argument("--shards", default=None, help="train on these shards (a folder or pattern) instead of "
+                    "generating --train-images")
+    ap.add_argument("--skip-before", action="store_true", help="do not evaluate the model before training")
+    ap.add_argument("--heldout-images", type=int, default=8, help="gold images whose pairs give the "
+                    "held-out learning diagnostics")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     import torch
 
+    from model.diagnostics import format_diagnostics
     from model.gold_eval import evaluate_gold
     from model.train import TrainConfig, build_model, train
     from storage.shards import write_shards
@@ -78,24 +107,29 @@ def main(argv: list[str] | None = None) -> dict:
     from engine.world.samples import generate_samples
 
     t0 = time.monotonic()
-    shards = write_shards(generate_samples(args.train_images, seed=1, negatives_per_image=8),
-                          str(out / "shards"), "train", max_samples=100)
+    shards = args.shards or write_shards(generate_samples(args.train_images, seed=1, negatives_per_image=8),
+                                         str(out / "shards"), "train", max_samples=100)
     gold, images = gold_set(args.gold_images, seed=2, negatives=args.gold_negatives)
     t_data = time.monotonic() - t0
     n_pos = sum(1 for _ in {a["image_id"] for a in gold["annotations"]})
-    print(f"data: {args.train_images} train images in {len(shards)} shards, gold {len(gold['images'])} "
+    print(f"data: {args.shards or args.train_images} train images in {len(shards)} shards, gold {len(gold['images'])} "
           f"pairs ({n_pos} positive) on {args.gold_images} images, {t_data:.0f} s", flush=True)
 
     loaded = build_model(cfg)
+    heldout = heldout_batches(args.heldout_images, loaded.tokenizer, cfg)
     t0 = time.monotonic()
-    before = evaluate_gold(loaded, gold, images)
-    t_eval = time.monotonic() - t0
-    print(f"before: {summary(before)}  ({t_eval:.0f} s)", flush=True)
+    before = {"cgF1": float("nan"), "pmF1": float("nan"), "IL_MCC": float("nan")}
+    if not args.skip_before:
+        before = evaluate_gold(loaded, gold, images)
+        print(f"before: {summary(before)}  ({time.monotonic() - t0:.0f} s)", flush=True)
+        print(f"        {diagnose(loaded, heldout, cfg)}", flush=True)
 
     result = train(cfg, shards, out / "run", loaded=loaded)
     loaded.model.eval()
     after = evaluate_gold(loaded, gold, images)
     print(f"after:  {summary(after)}", flush=True)
+    after["diagnostics"] = diagnose(loaded, heldout, cfg, as_dict=True)
+    print(f"        {format_diagnostics(after['diagnostics'])}", flush=True)
     report = {"before": before, "after": after, "steps": result.step, "train_seconds": round(result.seconds, 1),
               "config": cfg.to_dict(), "out": str(out)}
     (out / "bench.json").write_text(json.dumps(report, indent=2, default=str))

@@ -44,6 +44,9 @@ class SamplingConfig:
     # sooner than "small striped red triangle"; then every phrase
     short_phrase_batches: int = 0
     short_phrase_words: int = 2
+    # crowd regions ("iscrowd") out of the targets, as SAM 3 trains and as cgF1 scores (it ignores
+    # crowd GT, so a pair whose only instances are crowds is a negative)
+    drop_crowds: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,9 +129,16 @@ def instance_masks(instances) -> np.ndarray:
         return np.ascontiguousarray(mask_utils.decode(rles).transpose(2, 0, 1))
 
 
-def pair_target(pair: Pair, width: int, height: int, mask_size: int, max_instances: int) -> PairTarget:
-    """Boxes (xyxy normalised by the image size) and masks (resized to <= mask_size) of a pair."""
-    insts = pair.instances[:max_instances] if pair.label == "positive" else []
+def pair_target(pair: Pair, width: int, height: int, mask_size: int, max_instances: int,
+                drop_crowds: bool = False) -> PairTarget:
+    """Boxes (xyxy normalised by the image size) and masks (resized to <= mask_size) of a pair.
+
+    With `drop_crowds`, crowd instances are left out (a crowd-only positive becomes a negative).
+    """
+    insts = pair.instances if pair.label == "positive" else []
+    if drop_crowds:
+        insts = [i for i in insts if not i.iscrowd]
+    insts = insts[:max_instances]
     scale = min(1.0, mask_size / max(width, height))
     mh, mw = max(1, round(height * scale)), max(1, round(width * scale))
     if not insts:
@@ -157,7 +167,8 @@ def collate(
         for pair, kind in pairs:
             index.append(i)
             phrases.append(pair.phrase)
-            targets.append(pair_target(pair, sample.width, sample.height, cfg.mask_size, cfg.max_instances_per_pair))
+            targets.append(pair_target(pair, sample.width, sample.height, cfg.mask_size, cfg.max_instances_per_pair,
+                                       cfg.drop_crowds))
             ids.append(pair.pair_id)
             kinds.append(kind)
     input_ids, attention_mask = tokenize(tokenizer, phrases, max_len)

@@ -9,7 +9,8 @@ normalised and `masks` (n, H, W) binary at any size (resized here to the predict
 a negative pair. Per positive row the queries are matched one-to-one to the instances
 (scipy `linear_sum_assignment`) on a focal-style classification cost, box L1, GIoU and a mask cost
 (dice + BCE on downsampled masks). Losses:
-- sigmoid focal classification on all queries (matched queries -> 1, the rest -> 0);
+- sigmoid focal classification on all queries (matched queries -> 1, the rest -> 0), of negative
+  pairs too unless `query_loss_on_negatives` is off (SAM 3 leaves negatives to presence);
 - box L1 + GIoU, mask BCE + dice on matched queries only;
 - presence BCE on `presence_logits` (target: the pair has at least one instance).
 Negative rows therefore train only the classification and presence terms.
@@ -47,6 +48,10 @@ class LossConfig:
     # logit negative, where the dice gradient vanishes)
     mask_fg_balance: float | None = None
     semantic_on_negatives: bool = False
+    # classification loss on the queries of negative pairs (all targets 0). SAM 3 leaves negatives
+    # to the presence token (its query loss is multiplied by "the pair has GT"), so queries learn
+    # p(match | present) and are not pushed down on every pair whose phrase is absent
+    query_loss_on_negatives: bool = True
     cost_cls: float = 2.0
     cost_box_l1: float = 5.0
     cost_giou: float = 2.0
@@ -269,11 +274,14 @@ def sam3_loss(outputs, targets: list[PairTarget], cfg: LossConfig | None = None)
     # normaliser: instances, or matched queries when one-to-many matching gives each several
     num_gt = max(sum(t.num for t in targets), sum(int(qi.numel()) for qi, _ in matches), 1)
 
-    # classification: focal on every query of every pair (negatives: all zeros)
+    # classification: focal on every query (matched -> 1, the rest -> 0), of negative pairs too
+    # unless `query_loss_on_negatives` is off
     cls_target = torch.zeros_like(logits)
     for b, (qi, _) in enumerate(matches):
         cls_target[b, qi.to(device)] = 1.0
     focal = sigmoid_focal_loss(logits, cls_target, cfg.focal_alpha, cfg.focal_gamma)
+    if not cfg.query_loss_on_negatives:
+        focal = focal * torch.tensor([float(t.num > 0) for t in targets], device=device)[:, None]
     loss_cls = focal.sum() / num_gt
 
     # presence: does the pair have at least one instance

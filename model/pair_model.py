@@ -2,7 +2,8 @@
 
 `Sam3PairModel` runs the vision encoder once per image and the rest of the model once per pair row,
 and (with `aux=True`) also returns the earlier DETR decoder layers' outputs for auxiliary losses.
-`forward_pairs` runs it on a `model.data.PairBatch` under the requested autocast.
+With a `DenoisingConfig` it also runs the training-only denoising pass (`model.denoising`) on the
+batch's targets. `forward_pairs` runs it on a `model.data.PairBatch` under the requested autocast.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ class Sam3PairModel(nn.Module):
     `Sam3Model` computes them but returns the last layer only). A module so DDP can wrap it.
     """
 
-    def __init__(self, model: nn.Module, aux: bool = False):
+    def __init__(self, model: nn.Module, aux: bool = False, denoising=None):
         super().__init__()
         self.model = model
         self.aux = aux
+        self.denoising = denoising  # a model.denoising.DenoisingConfig: add the training-only DN pass
 
-    def forward(self, pixel_values, image_index, input_ids, attention_mask):
+    def forward(self, pixel_values, image_index, input_ids, attention_mask, targets=None):
         vision = self.model.get_vision_features(pixel_values=pixel_values)
         if image_index.numel() != pixel_values.shape[0] or not torch.equal(
             image_index, torch.arange(pixel_values.shape[0], device=image_index.device)
@@ -41,17 +43,30 @@ class Sam3PairModel(nn.Module):
                     lambda m, i, o: captured.update(offsets=o) if o.dim() == 4 else None),
                 dec.register_forward_hook(lambda m, i, o: captured.update(presence=o.presence_logits)),
             ]
+        tap = None
+        if self.denoising is not None and targets is not None and self.training:
+            from model.denoising import DecoderTap
+
+            tap = DecoderTap(self.model)
         try:
             out = self.model(vision_embeds=vision, input_ids=input_ids, attention_mask=attention_mask)
         finally:
             for h in hooks:
                 h.remove()
+            if tap is not None:
+                tap.remove()
         result = {
             "pred_logits": out.pred_logits, "pred_boxes": out.pred_boxes, "pred_masks": out.pred_masks,
             "presence_logits": out.presence_logits, "semantic_seg": out.semantic_seg,
         }
         if self.aux:
             result["aux"] = _aux_outputs(captured, out.decoder_reference_boxes)
+        if tap is not None:
+            from model.denoising import denoising_pass, noised_boxes
+
+            ref, valid, index = noised_boxes(targets, self.denoising)
+            result["dn"] = {**denoising_pass(self.model, tap.seen, ref.to(pixel_values.device)),
+                            "valid": valid, "index": index}
         return result
 
 
@@ -86,4 +101,5 @@ def forward_pairs(pair_model: nn.Module, batch, autocast_dtype=None):
         if autocast_dtype is not None else torch.autocast(device_type, enabled=False)
     )
     with ctx:
-        return pair_model(batch.pixel_values, batch.image_index, batch.input_ids, batch.attention_mask)
+        return pair_model(batch.pixel_values, batch.image_index, batch.input_ids, batch.attention_mask,
+                          batch.targets)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.init import reinit_weights, spread_queries  # noqa: F401 - re-exported for callers
 from model.losses import LossConfig, sam3_loss
 from model.pair_model import Sam3PairModel, forward_pairs
 
@@ -48,6 +49,10 @@ class TrainConfig:
     # re-initialise a fresh preset's Linear/Conv layers with PyTorch's defaults ("torch"): the HF
     # init (normal, std 0.02) starves a 32-wide model of signal and it learns several times slower
     init: str | None = "torch"
+    locality_prior: bool = False  # BoxRPB starts as "attend inside your reference box" (model.init)
+    position_std: float | None = None  # ViT positions start as a 2-D sin-cos table of this std
+    query_box: float = 0.1  # side of the fresh queries' reference boxes (spread on a grid)
+    freeze_reference_points: bool = False  # keep the queries' reference boxes where init put them
     seed: int = 0
     steps: int = 200
     max_time_s: float | None = None
@@ -62,6 +67,9 @@ class TrainConfig:
     freeze_text: bool = False
     bf16: bool = False  # autocast to bfloat16 (CUDA only; ignored on CPU)
     gradient_checkpointing: bool = False
+    # denoising queries (model.denoising.DenoisingConfig fields; None: off): a training-only decoder
+    # pass from jittered GT boxes that trains box and mask reading without matching
+    denoising: dict | None = None
     aux_loss: bool = False  # also supervise the earlier DETR decoder layers (classification, boxes, presence)
     device: str = "auto"
     log_every: int = 10
@@ -133,7 +141,7 @@ def build_model(cfg: TrainConfig):
     size = {k: int(overrides.pop(k)) for k in ("hidden", "vit_layers", "decoder_layers") if k in overrides}
     if not overrides and not size:
         loaded = presets.build_tiny(seed=cfg.seed, num_queries=num_queries)
-        reinit_weights(loaded.model, cfg.init, cfg.seed)
+        _reinit(loaded.model, cfg)
         return loaded
     from transformers import Sam3Model
 
@@ -145,44 +153,22 @@ def build_model(cfg: TrainConfig):
         _set_nested(config, key, value)
     torch.manual_seed(cfg.seed)
     model = Sam3Model(config).eval()
-    reinit_weights(model, cfg.init, cfg.seed)
+    _reinit(model, cfg)
     return presets.LoadedModel(model=model, tokenizer=tok, image_size=presets._config_image_size(config),
                                preset="tiny")
 
 
-def reinit_weights(model: nn.Module, scheme: str | None, seed: int) -> None:
-    """Re-initialise a fresh model (`scheme` "torch"; None: keep HF's init).
-
-    "torch": Linear / Conv layers get PyTorch's default init, and the DETR decoder's queries are
-    spread out (`spread_queries`): HF's init gives every query the same reference box (the image
-    centre, half its size) and near-zero embeddings, so all queries start identical and a model
-    trained from scratch takes very long to break that symmetry.
-    """
-    if scheme in (None, "", "hf"):
-        return
-    if scheme != "torch":
-        raise ValueError(f"init must be 'torch', 'hf' or None, got {scheme!r}")
-    torch.manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            module.reset_parameters()
-    decoder = getattr(model, "detr_decoder", None)
-    if decoder is not None:
-        spread_queries(decoder, seed)
+def _reinit(model: nn.Module, cfg: TrainConfig) -> None:
+    reinit_weights(model, cfg.init, cfg.seed, locality=cfg.locality_prior, position_std=cfg.position_std,
+                   query_box=cfg.query_box)
 
 
-@torch.no_grad()
-def spread_queries(decoder: nn.Module, seed: int, box_size: float = 0.1) -> None:
-    """Reference boxes on a jittered grid over the image (side `box_size`), embeddings N(0, 1)."""
-    n = decoder.reference_points.num_embeddings
-    gen = torch.Generator().manual_seed(seed)
-    side = math.ceil(math.sqrt(n))
-    cells = torch.randperm(side * side, generator=gen)[:n]
-    centre = torch.stack([cells % side, cells // side], dim=1).float()
-    centre = (centre + 0.25 + 0.5 * torch.rand(n, 2, generator=gen)) / side
-    boxes = torch.cat([centre, torch.full((n, 2), box_size)], dim=1)
-    decoder.reference_points.weight.copy_(torch.logit(boxes, eps=1e-3))
-    decoder.query_embed.weight.normal_(0.0, 1.0, generator=gen)
+def denoising_config(cfg: TrainConfig):
+    if cfg.denoising is None:
+        return None
+    from model.denoising import DenoisingConfig
+
+    return DenoisingConfig(**cfg.denoising)
 
 
 def apply_freezing(model: nn.Module, freeze_vision: bool, freeze_text: bool) -> None:
@@ -244,12 +230,30 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def pair_model_dn_weight(pair_model) -> float:
+    inner = getattr(pair_model, "module", pair_model)  # DDP wraps the pair model
+    return inner.denoising.weight
+
+
 def train_step(pair_model, batch, optimizer, scheduler, cfg: TrainConfig, loss_cfg: LossConfig,
-               params: list, after_backward: Callable | None = None) -> dict:
-    """One optimisation step on a PairBatch already on the device; returns float loss terms."""
+               params: list, after_backward: Callable | None = None, diagnose: bool = False) -> dict:
+    """One optimisation step on a PairBatch already on the device; returns float loss terms.
+
+    With `diagnose`, also the batch's learning diagnostics (`model.diagnostics`), keys "diag_*"."""
     use_bf16 = cfg.bf16 and batch.pixel_values.device.type == "cuda"
     outputs = forward_pairs(pair_model, batch, torch.bfloat16 if use_bf16 else None)
     losses = sam3_loss(outputs, batch.targets, loss_cfg)
+    if "dn" in outputs:
+        from model.denoising import denoising_loss
+
+        dn = denoising_loss(outputs["dn"], batch.targets, loss_cfg, loss_cfg.mask_loss_size)
+        losses["loss"] = losses["loss"] + pair_model_dn_weight(pair_model) * dn.pop("loss_dn")
+        losses.update(dn)
+    diagnostics = {}
+    if diagnose:
+        from model.diagnostics import batch_diagnostics
+
+        diagnostics = {f"diag_{k}": v for k, v in batch_diagnostics(outputs, batch.targets, cfg=loss_cfg).items()}
     optimizer.zero_grad(set_to_none=True)
     losses["loss"].backward()
     if after_backward is not None:
@@ -261,6 +265,7 @@ def train_step(pair_model, batch, optimizer, scheduler, cfg: TrainConfig, loss_c
     result = {k: float(v.detach()) for k, v in losses.items()}
     result["grad_norm"] = float(grad_norm)
     result["lr"] = lr
+    result.update(diagnostics)
     return result
 
 
@@ -330,20 +335,28 @@ def load_checkpoint(path: str | Path, model, optimizer, scheduler) -> int:
 # ---------------------------------------------------------------- the loop
 
 
-def mask_grid(image_size: int, patch_size: int) -> int:
-    """Side of Sam3Model's pred_masks: 4x the ViT patch grid."""
-    return 4 * (image_size // patch_size)
+def mask_grid(image_size: int, patch_size: int, scale: float = 4.0) -> int:
+    """Side of Sam3Model's pred_masks: the ViT patch grid times the finest FPN scale (4 by default)."""
+    return int(scale * (image_size // patch_size))
+
+
+def model_mask_grid(config) -> int:
+    """Side of the pred_masks of a `Sam3Config` (its image size, patch size and finest FPN scale)."""
+    from model.presets import _config_image_size
+
+    vision = config.vision_config
+    return mask_grid(_config_image_size(config), vision.backbone_config.patch_size, max(vision.scale_factors))
 
 
 def batch_stream(cfg: TrainConfig, shards, tokenizer, image_size: int, rank: int = 0, world_size: int = 1,
-                 skip: int = 0, patch_size: int = 14) -> Iterator:
+                 skip: int = 0, patch_size: int = 14, grid: int | None = None) -> Iterator:
     """Endless deterministic PairBatch stream for this rank, fast-forwarded past `skip` batches."""
     from model.data import iter_batches, iter_samples
 
     sampling = cfg.sampling_config()
     sampling.seed = sampling.seed + 1000 * rank
-    if "mask_size" not in cfg.sampling:  # GT masks at the prediction grid (4x the patch grid)
-        sampling.mask_size = mask_grid(image_size, patch_size)
+    if "mask_size" not in cfg.sampling:  # GT masks at the prediction grid (4x the patch grid by default)
+        sampling.mask_size = grid or mask_grid(image_size, patch_size)
     samples = iter_samples(shards, loop=True, rank=rank, world_size=world_size, seed=cfg.seed)
     return iter_batches(samples, tokenizer, image_size, cfg.max_text_len, sampling, skip=skip)
 
@@ -368,9 +381,11 @@ def run_training(
     device = resolve_device(cfg.device)
     model.to(device).train()
     apply_freezing(model, cfg.freeze_vision, cfg.freeze_text)
+    if cfg.freeze_reference_points:
+        model.detr_decoder.reference_points.requires_grad_(False)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    pair_model = Sam3PairModel(model, aux=cfg.aux_loss)
+    pair_model = Sam3PairModel(model, aux=cfg.aux_loss, denoising=denoising_config(cfg))
     train_module = wrap(pair_model) if wrap else pair_model
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(model, cfg)
@@ -389,7 +404,7 @@ def run_training(
     history: list[dict] = []
     patch = model.config.vision_config.backbone_config.patch_size
     batches = batch_stream(cfg, shards, loaded.tokenizer, loaded.image_size, rank, world_size, skip=step,
-                           patch_size=patch)
+                           patch_size=patch, grid=model_mask_grid(model.config))
     last = stop_at if stop_at is not None else cfg.steps
     finished = True
     while step < cfg.steps:
@@ -404,7 +419,9 @@ def run_training(
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, cfg, spent)
         batch = next(batches).to(device)
-        metrics = train_step(train_module, batch, optimizer, scheduler, cfg, loss_cfg, params, after_backward)
+        diagnose = is_main and cfg.log_every > 0 and (step + 1) % cfg.log_every == 0
+        metrics = train_step(train_module, batch, optimizer, scheduler, cfg, loss_cfg, params, after_backward,
+                             diagnose)
         step += 1
         metrics.update(step=step, pairs=len(batch), seconds=round(time.monotonic() - start, 3))
         history.append(metrics)
@@ -416,6 +433,11 @@ def run_training(
                          step, metrics["loss"], metrics["loss_cls"], metrics["loss_box_l1"],
                          metrics["loss_giou"], metrics["loss_mask_bce"], metrics["loss_mask_dice"],
                          metrics["loss_presence"], metrics["lr"])
+                if diagnose:
+                    from model.diagnostics import format_diagnostics
+
+                    log.info("step %d train batch: %s", step,
+                             format_diagnostics({k[5:]: v for k, v in metrics.items() if k.startswith("diag_")}))
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             _checkpoint(out_dir, step, model, optimizer, scheduler, cfg, is_main, on_checkpoint, metrics)
     if history and (not cfg.checkpoint_every or step % cfg.checkpoint_every):
