@@ -11,10 +11,17 @@
 The report (`campaigns/demo/reports/index.html` + `report.json`) has every figure and `checks` (the
 targets of issue 7 item 10) with the value reached and whether it is met. Rerunning the demo into the
 same folder resumes (nothing is redone); a different configuration needs a fresh `--out`.
+
+Time: each retrain is bounded by `train_minutes` (model load, training, save and publish included)
+and picks its own torch thread count by measured step rate (`model.thread_tuner`); the other stages
+(proposals, gold evaluation) run on `threads` torch threads, 1 by default: on a 2-core machine that
+another process also uses, 2 threads made a gold evaluation 2.5-8x and a training step 3-30x slower
+than 1 thread (on an idle one 2 threads are ~1.5x faster). `bench/retrain_budget.py` measures it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,9 +36,10 @@ class DemoConfig:
     out: str = "out/demo"
     images: int = 32  # per phase
     gold_images: int = 16  # per domain
-    train_minutes: float = 2.0  # per retrain
+    train_minutes: float = 3.0  # per retrain (wall time)
     seed: int = 0
     executor: str = "inline"
+    threads: int | None = 1  # torch CPU threads outside the retrain (None: leave torch's default)
 
 
 def _log(message: str) -> None:
@@ -63,6 +71,21 @@ def demo_campaign(cfg: DemoConfig) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_demo(cfg: DemoConfig, progress=None) -> dict:
     from engine.campaign.steps import run_campaign
 
@@ -72,12 +95,18 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
     config_path.write_text(yaml.safe_dump(demo_campaign(cfg), sort_keys=False))
     _log(f"campaign config: {config_path}")
     t0 = time.monotonic()
-    result = run_campaign(str(config_path), progress=progress)
+    with _torch_threads(cfg.threads):
+        result = run_campaign(str(config_path), progress=progress)
     seconds = round(time.monotonic() - t0, 1)
     for k, steps in result["phases"].items():
         cons, prom = steps["consolidate"], steps["promote"]
         _log(f"phase {k}: {cons['pairs']} pairs {cons['labels']}, human tasks {steps['await_humans']['tasks']}, "
              f"model {prom.get('candidate', '-')} promoted: {prom['promoted']} ({prom.get('reason', '')})")
+        tr = steps["retrain"]
+        if "steps" in tr:
+            threads = (tr.get("threads") or {}).get("steps")
+            _log(f"phase {k} retrain: {tr['steps']} steps in {tr['seconds']} s"
+                 + (f" (steps per torch thread count: {threads})" if threads else ""))
     return {"config": asdict(cfg), "campaign_config": str(config_path), "seconds": seconds,
             "report": result["report"], "paths": {"json": result["report"]["json"].removeprefix("file://"),
                                                   "html": result["report"]["html"].removeprefix("file://")}}

@@ -9,15 +9,28 @@ reachable from the driver (local disk for an embedded cluster, a shared volume o
 
 Locally `ray.init` starts an embedded cluster (`RAY_AUTH_MODE=disabled`, a short `_temp_dir`);
 pass `ray_address` to use a running one.
+
+`config.max_time_s` bounds the whole call, Ray start-up and worker start-up included: the driver
+turns it into a deadline (wall clock) and each worker trains for what is left of it when its loop
+starts (`worker_budget`), not for the full budget on top of the start-up.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from model.train import TrainConfig, TrainResult, latest_checkpoint, run_training
+
+
+def worker_budget(max_time_s: float | None, deadline: float | None, now: float) -> float | None:
+    """Seconds a worker may train: what is left until the driver's `deadline` (wall clock), at most
+    `max_time_s`; None (no time budget) when there is no budget."""
+    if max_time_s is None or deadline is None:
+        return max_time_s
+    return max(0.0, min(float(max_time_s), deadline - now))
 
 
 def _worker_loop(loop_config: dict) -> None:
@@ -30,6 +43,7 @@ def _worker_loop(loop_config: dict) -> None:
     cfg = TrainConfig.from_dict(loop_config["config"])
     device = ray.train.torch.get_device()
     cfg.device = str(device)
+    cfg.max_time_s = worker_budget(cfg.max_time_s, loop_config.get("deadline"), time.time())
     torch.set_num_threads(max(1, int(loop_config.get("threads_per_worker", 1))))
     out_dir = Path(loop_config["out_dir"])
 
@@ -74,12 +88,12 @@ def train_ray(config: TrainConfig | dict, shards: list[str] | str, out_dir: str 
               use_gpu: bool = False, cpus_per_worker: int = 1, ray_address: str | None = None,
               ray_temp_dir: str | None = None, name: str = "sam3-train") -> TrainResult:
     """Train with `num_workers` Ray Train workers; returns a TrainResult (model_dir set on success)."""
-    import time
-
+    start = time.monotonic()
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    deadline = time.time() + cfg.max_time_s if cfg.max_time_s is not None else None
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(shards, str):
@@ -87,11 +101,10 @@ def train_ray(config: TrainConfig | dict, shards: list[str] | str, out_dir: str 
 
         shards = expand_shards(shards)
     _init_ray(num_workers * cpus_per_worker, ray_address, ray_temp_dir)
-    start = time.monotonic()
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"config": cfg.to_dict(), "shards": list(shards), "out_dir": str(out_dir),
-                           "threads_per_worker": cpus_per_worker},
+                           "threads_per_worker": cpus_per_worker, "deadline": deadline},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": cpus_per_worker}),
         run_config=RunConfig(name=name, storage_path=str(out_dir / "ray"),

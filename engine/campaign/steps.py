@@ -221,7 +221,8 @@ def _retrain(c: Campaign, phase: int) -> dict:
     rec, result = model_retrain(shards, cfg.model.name, models.registry(cfg), steps=cfg.retrain.steps,
                                 parent=parent, config=config, workers=cfg.retrain.workers, out_dir=out_dir)
     return c.layout.mark(marker, {"phase": phase, "candidate": rec.ref, "parent": parent, "steps": result.step,
-                                  "seconds": round(result.seconds, 1), "shards": len(shards)})
+                                  "seconds": round(result.seconds, 1), "shards": len(shards),
+                                  "threads": rec.metrics.get("train", {}).get("threads")})
 
 
 def _evaluate(c: Campaign, phase: int) -> dict:

@@ -11,7 +11,8 @@ def register(app: typer.Typer) -> None:
         out: str = typer.Option("out/demo", "--out", help="Folder to write the demo's outputs to."),
         images: int = typer.Option(32, "--images", min=1, help="Shapes-world images annotated per phase."),
         gold_images: int = typer.Option(16, "--gold-images", min=1, help="Gold images per domain."),
-        train_minutes: float = typer.Option(2.0, "--train-minutes", min=0.01, help="CPU time budget per retrain."),
+        train_minutes: float = typer.Option(3.0, "--train-minutes", min=0.01,
+                                            help="Wall-time budget per retrain (load, train, save)."),
         seed: int = typer.Option(0, "--seed", min=0, help="World, model and annotator seed."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
