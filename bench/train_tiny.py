@@ -1,7 +1,11 @@
 """Learning is real: gold cgF1 of the tiny preset before and after training on shapes-world shards (CPU).
 
     python bench/train_tiny.py [--minutes 10] [--steps N] [--train-images 600] [--gold-images 40]
+                               [--init scratch|base|DIR] [--domain base|night] [--shards DIR]
                                [--config '{"lr": 0.002, ...}'] [--out DIR]
+
+`--init base --domain night --minutes 4`: fine-tuning the shipped base model on a domain it was not
+trained on (issue: +15 gold cgF1 points in 4 CPU minutes).
 
 1. generates a shapes-world train set (seed 1) as WebDataset shards and a gold set (seed 2, an
    SA-Co gold document with every positive pair and K negatives per image, as `world generate`);
@@ -29,20 +33,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from model.recipes import TINY_RECIPE as BENCH_CONFIG  # noqa: E402
 
 
-def gold_set(n: int, seed: int, negatives: int) -> tuple[dict, dict]:
-    from engine.world.samples import generate_samples
-    from storage.saco import ImageMeta, to_saco
+def gold_set(n: int, seed: int, negatives: int, domain: str = "base") -> tuple[dict, dict]:
+    from engine.world.samples import gold_document
 
-    pairs, metas, images = [], {}, {}
-    for s in generate_samples(n, seed, negatives_per_image=negatives):
-        name = f"images/{s.key}.png"
-        metas[s.key] = ImageMeta(file_name=name, height=s.height, width=s.width)
-        images[name] = s.image
-        pairs.extend(s.pairs)
-    return to_saco(pairs, metas), images
+    return gold_document(n, seed, domain, negatives)
 
 
-def heldout_batches(n: int, tokenizer, cfg) -> list:
+def heldout_batches(n: int, tokenizer, cfg, domain: str = "base") -> list:
     """PairBatches of the first `n` gold-seed images (every positive, up to 4 negatives each)."""
     from engine.world.samples import generate_samples
     from model.data import SamplingConfig, collate, sample_pairs
@@ -54,7 +51,7 @@ def heldout_batches(n: int, tokenizer, cfg) -> list:
                               mask_size=mask_grid(TINY_IMAGE_SIZE, 14),
                               drop_crowds=cfg.sampling_config().drop_crowds)
     return [collate([(s, sample_pairs(s, sampling, rng))], tokenizer, TINY_IMAGE_SIZE, cfg.max_text_len, sampling)
-            for s in generate_samples(n, seed=2, negatives_per_image=8)]
+            for s in generate_samples(n, seed=2, domain=domain, negatives_per_image=8)]
 
 
 def diagnose(loaded, batches, cfg, as_dict: bool = False):
@@ -81,6 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default=None, help="output folder (default: a temp folder)")
     ap.add_argument("--shards", default=None, help="train on these shards (a folder or pattern) instead of "
                     "generating --train-images")
+    ap.add_argument("--init", default="scratch", help="scratch (a fresh tiny preset), base (the shipped base "
+                    "model, model/weights/tiny-base) or a model folder to fine-tune")
+    ap.add_argument("--domain", default="base", help="world domain of the train and gold images (e.g. night)")
     ap.add_argument("--skip-before", action="store_true", help="do not evaluate the model before training")
     ap.add_argument("--heldout-images", type=int, default=8, help="gold images whose pairs give the "
                     "held-out learning diagnostics")
@@ -100,6 +100,11 @@ def main(argv: list[str] | None = None) -> dict:
     for key in ("sampling", "loss"):
         conf[key] = {**BENCH_CONFIG[key], **overrides.get(key, {})}
     conf.update(steps=args.steps, max_time_s=args.minutes * 60)
+    if args.init != "scratch":
+        from engine.base_model import base_model_dir
+
+        conf["init_from"] = str(base_model_dir()) if args.init == "base" else args.init
+        conf.pop("model_overrides", None)
     cfg = TrainConfig.from_dict(conf)
     out = Path(args.out or tempfile.mkdtemp(prefix="train-tiny-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -107,16 +112,17 @@ def main(argv: list[str] | None = None) -> dict:
     from engine.world.samples import generate_samples
 
     t0 = time.monotonic()
-    shards = args.shards or write_shards(generate_samples(args.train_images, seed=1, negatives_per_image=8),
+    shards = args.shards or write_shards(generate_samples(args.train_images, seed=1, domain=args.domain,
+                                                          negatives_per_image=8),
                                          str(out / "shards"), "train", max_samples=100)
-    gold, images = gold_set(args.gold_images, seed=2, negatives=args.gold_negatives)
+    gold, images = gold_set(args.gold_images, seed=2, negatives=args.gold_negatives, domain=args.domain)
     t_data = time.monotonic() - t0
     n_pos = sum(1 for _ in {a["image_id"] for a in gold["annotations"]})
     print(f"data: {args.shards or args.train_images} train images in {len(shards)} shards, gold {len(gold['images'])} "
           f"pairs ({n_pos} positive) on {args.gold_images} images, {t_data:.0f} s", flush=True)
 
     loaded = build_model(cfg)
-    heldout = heldout_batches(args.heldout_images, loaded.tokenizer, cfg)
+    heldout = heldout_batches(args.heldout_images, loaded.tokenizer, cfg, args.domain)
     t0 = time.monotonic()
     before = {"cgF1": float("nan"), "pmF1": float("nan"), "IL_MCC": float("nan")}
     if not args.skip_before:

@@ -87,7 +87,8 @@ class WorldProposer(_Strict):
 
 class ModelSettings(_Strict):
     name: str = Field("campaign-model", pattern=_NAME, description="registry name of the campaign's model")
-    init: str | None = Field(None, description="registry ref or save_pretrained dir; default a fresh preset")
+    init: str | None = Field(None, description="registry ref, save_pretrained dir, or 'base' (the shipped "
+                             "tiny base model, model/weights/tiny-base); default a fresh preset")
     preset: Literal["tiny"] = "tiny"
     mask_score: float = Field(0.3, ge=0, le=1, description="predicted masks at or above this go to MV")
     max_masks: int = Field(8, ge=1, le=200, description="masks per pair sent to MV")

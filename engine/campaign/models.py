@@ -3,8 +3,8 @@
 - The registry is `model.registry.ModelRegistry` under the campaign's storage root, indexed in the
   campaign's state store; the campaign's model is `CampaignConfig.model.name`, its promoted version
   proposes masks.
-- `ensure_initial_model`: if nothing of that name is registered, publish `model.init` (a registry ref
-  or a save_pretrained folder) or a fresh preset, and promote it (a rerun promotes what a crash left).
+- `ensure_initial_model`: if nothing of that name is registered, publish `model.init` (a registry ref,
+  a save_pretrained folder, or "base": the shipped tiny base model) or a fresh preset, and promote it (a rerun promotes what a crash left).
 - Gold sets: for the shapes world, `gold_images` images per domain (a seed apart from the campaign's
   media), written as SA-Co JSON under `campaigns/<name>/gold/<domain>/`; other sources take
   `retrain.gold` (domain -> SA-Co JSON URI) and, without one, have no gold figures.
@@ -48,6 +48,10 @@ def ensure_initial_model(cfg: CampaignConfig) -> str:
         return promoted_ref(cfg)
     if not versions:
         init = cfg.model.init
+        if init == "base":  # the shipped tiny base model (engine.base_model)
+            from engine.base_model import base_model_dir
+
+            init = str(base_model_dir())
         if init and Path(init).is_dir():
             reg.publish(cfg.model.name, init, metrics={}, lineage={"campaign": cfg.name, "init": init})
         elif init:

@@ -124,6 +124,30 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"trained {result.step} steps (resumed from {result.resumed_from}) in {result.seconds:.0f} s")
         typer.echo(f"published {record.ref} at {record.uri}")
 
+    @model_app.command("train-base")
+    def train_base_cmd(
+        work: str = typer.Option(..., "--work", help="Work folder (shards, checkpoints); rerunning resumes."),
+        steps: int = typer.Option(30000, "--steps", min=1, help="Optimiser steps of the whole run."),
+        images: int = typer.Option(16000, "--images", min=1, help="World images to train on (seed 1)."),
+        shards: Optional[str] = typer.Option(None, "--shards", help="Train on these shards instead."),
+        gold_images: int = typer.Option(40, "--gold-images", min=1, help="Gold images (seed 2) to score on."),
+        export: Optional[str] = typer.Option(None, "--export", help="Copy the trained model here "
+                                             "(the shipped one: model/weights/tiny-base)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads."),
+        max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (and finish the "
+                                                    "schedule) after this many minutes of training."),
+    ) -> None:
+        """Train the tiny base model from scratch on the shapes world (base domain) and score it on gold."""
+        from engine.base_model import train_base
+
+        figures = train_base(work, steps, shards=shards, images=images, gold_images=gold_images,
+                             export=export, threads=threads, max_minutes=max_minutes)
+        g = figures["gold"]
+        typer.echo(f"base model after {figures['steps']} steps: gold cgF1 {g['cgF1']:.1f} "
+                   f"(pmF1 {g['pmF1']:.3f}, IL_MCC {g['IL_MCC']:.3f})")
+        if export:
+            typer.echo(f"exported to {export}")
+
     @model_app.command("predict")
     def predict_cmd(
         model: str = typer.Option(..., "--model", help="Model reference (preset, folder or registry ref)."),

@@ -144,3 +144,18 @@ class WorldOracle:
     def image_size(self, media_id: str) -> tuple[int, int]:
         size = parse_media_key(media_id)[1]
         return size, size
+
+
+def gold_document(n: int, seed: int, domain: str = "base", negatives_per_image: int = 16,
+                  image_size: int = 224) -> tuple[dict, dict]:
+    """An in-memory SA-Co gold document of n world images (every positive pair, K negatives each) and
+    its images as {file_name: PNG bytes}, for `model.gold_eval.evaluate_gold`."""
+    from storage.saco import ImageMeta, to_saco
+
+    pairs, metas, images = [], {}, {}
+    for s in generate_samples(n, seed, domain, image_size, negatives_per_image):
+        name = f"images/{s.key}.png"
+        metas[s.key] = ImageMeta(file_name=name, height=s.height, width=s.width)
+        images[name] = s.image
+        pairs.extend(s.pairs)
+    return to_saco(pairs, metas), images
