@@ -10,7 +10,8 @@ for `--rounds` rounds with the same `max_time_s`:
 - `retrain`: `model.retrain.retrain` exactly as the campaign's retrain step calls it (registry
   fetch of the parent, build, train, checkpoint, save, publish), with the threads its policy picks.
 Each run prints steps/s over its whole wall time and the breakdown (model build, data = batch
-decode, step = forward/backward/optimizer, checkpoint + final save, publish, rest), then the ratio of
+decode, step = forward/backward/optimizer, checkpoint + final save, publish, rest; diag = the learning
+diagnostics computed inside some steps, where the loop has them), then the ratio of
 the retrain's steps/s to each plain loop's. `--busy K` starts K busy-looping processes for the
 duration, to see a shared machine on an idle one (they are stopped by pid at the end).
 """
@@ -59,6 +60,12 @@ def _instrument() -> None:
     _timed(model.train, "save_model", "save")
     _timed(model.registry.ModelRegistry, "publish", "publish")
     _timed(model.registry.ModelRegistry, "fetch", "fetch")
+    try:  # learning diagnostics, computed inside the step every log_every steps
+        import model.diagnostics
+
+        _timed(model.diagnostics, "batch_diagnostics", "diag")
+    except ImportError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -122,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
                 rates[name].append(result.step / wall)
                 parts = {key: TIMES.get(key, 0.0) for key in ("build", "data", "step", "save", "fetch", "publish")}
                 parts["rest"] = wall - sum(parts.values())
+                parts["diag"] = TIMES.get("diag", 0.0)  # part of "step"
                 print(f"round {k + 1} {name:9s} {result.step:4d} steps in {wall:5.1f} s = {result.step / wall:4.2f} "
                       f"steps/s (load {load:.1f}) | " + "  ".join(f"{key} {v:.1f}" for key, v in parts.items())
                       + (f" | threads {threads}" if threads else ""), flush=True)
