@@ -12,12 +12,14 @@ changes while a retrain runs, so `ThreadTuner` measures:
 
 It starts on 1 thread, measures `window` steps, then tries the other count for `window` steps and
 keeps the faster (median seconds per step). A trial of more threads is skipped while other processes
-use the cores it would need (`busy`: CPU cores used by other processes since the last look, from
-/proc/stat; None where unknown), since such a trial can cost several seconds. A trial that is clearly
-slower (`worse` x the best count's median) ends after its first step. The loser is tried again
-`explore_s` seconds later; each lost trial doubles that wait, and makes it at least
-`cost_factor` x what the trial cost, so trials take at most ~1/cost_factor of the time. When more
-threads' median becomes `worse` x fewer threads' (the machine got busy), fewer are tried at once.
+use more than `max_others` cores (`busy`: CPU cores used by other processes since the last look, from
+/proc/stat; None where unknown): with one other busy process on 2 cores a 2-thread step took 7.7 s
+against 0.3 s on 1 thread, so such a trial costs seconds. (On a larger machine with background load
+this keeps training on 1 thread: safe, not the fastest; counts between 1 and all CPUs are not tried.)
+A trial that is clearly slower (`worse` x the best count's median) ends after its first step. The
+loser is tried again `explore_s` seconds later; each lost trial doubles that wait, and makes it at
+least `cost_factor` x what the trial cost, so trials take at most ~1/cost_factor of the time. When
+more threads' median becomes `worse` x fewer threads' (the machine got busy), fewer are tried at once.
 `clock`, `set_threads` and `busy` are injectable so the policy is tested without timing anything.
 """
 
@@ -79,7 +81,7 @@ class OtherProcessesCpu:
 
 class ThreadTuner:
     def __init__(self, max_threads: int | None = None, *, window: int = 4, explore_s: float = 30.0,
-                 max_explore_s: float = 600.0, cost_factor: float = 20.0, worse: float = 1.5,
+                 max_explore_s: float = 600.0, cost_factor: float = 20.0, worse: float = 1.5, max_others: float = 0.5,
                  clock: Callable[[], float] = time.monotonic, set_threads: Callable[[int], None] | None = None,
                  get_threads: Callable[[], int] | None = None, busy: Callable[[], float | None] | None = None):
         if window < 1 or explore_s <= 0 or worse <= 1:
@@ -87,7 +89,7 @@ class ThreadTuner:
         top = max(1, int(max_threads or usable_cpus()))
         self.choices = [1] if top == 1 else [1, top]
         self.window, self.explore_s, self.max_explore_s = window, explore_s, max_explore_s
-        self.cost_factor, self.worse, self.clock = cost_factor, worse, clock
+        self.cost_factor, self.worse, self.clock, self.max_others = cost_factor, worse, clock, max_others
         if set_threads is None or get_threads is None:
             import torch
 
@@ -135,9 +137,9 @@ class ThreadTuner:
 
     def _try_other(self, now: float) -> None:
         other = self.other
-        if other > self.current:  # more threads only help with free cores
+        if other > self.current:  # more threads only help while no other process wants the cores
             others = self._busy()
-            if others is not None and others > other - self.current - 0.5:
+            if others is not None and others > self.max_others:
                 self.skipped_trials += 1
                 self._next_trial = now + self.explore_s
                 return

@@ -12,9 +12,9 @@ class FakeLoop:
     """A training loop whose step takes `cost(threads, step)` simulated seconds; `others(step)` is the
     CPU other processes use (None: unknown, as where /proc/stat cannot be read)."""
 
-    def __init__(self, cost, others=lambda i: None, start_threads=4, **kw):
+    def __init__(self, cost, others=lambda i: None, start_threads=4, cpus=2, **kw):
         self.t, self.i, self.threads, self.cost, self.calls = 0.0, 0, start_threads, cost, []
-        self.tuner = ThreadTuner(2, clock=lambda: self.t, set_threads=self._set, get_threads=lambda: self.threads,
+        self.tuner = ThreadTuner(cpus, clock=lambda: self.t, set_threads=self._set, get_threads=lambda: self.threads,
                                  busy=lambda: others(self.i), **kw)
 
     def _set(self, n):
@@ -52,6 +52,13 @@ def test_busy_cores_skip_the_costly_trial_of_more_threads():
     assert set(used) == {1}
     s = loop.tuner.summary()
     assert s["trials"] == 0 and s["skipped_trials"] >= 5  # looked again every explore_s (30 s)
+
+
+def test_one_busy_core_is_enough_to_skip_all_cores_on_a_bigger_machine():
+    loop = FakeLoop(lambda n, i: {1: 0.3, 8: 5.0}[n], others=lambda i: 1.0, cpus=8)
+    with loop.tuner:
+        used = loop.run(300)
+    assert set(used) == {1} and loop.tuner.summary()["choices"] == [1, 8]
 
 
 def test_unknown_load_trials_stop_after_one_slow_step_and_back_off_by_their_cost():
