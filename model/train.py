@@ -26,16 +26,21 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from model.checkpoints import (  # noqa: F401 - re-exported for callers
+    CKPT_DIR,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from model.init import reinit_weights, spread_queries  # noqa: F401 - re-exported for callers
 from model.losses import LossConfig, sam3_loss
 from model.pair_model import Sam3PairModel, forward_pairs
 
 log = logging.getLogger("sam3_engine.train")
-CKPT_DIR = "checkpoints"
 NMS_IOU = 0.5  # box NMS of models trained with one-to-many matching (saved with the model)
 
 
@@ -269,69 +274,6 @@ def train_step(pair_model, batch, optimizer, scheduler, cfg: TrainConfig, loss_c
     return result
 
 
-# ---------------------------------------------------------------- checkpoints
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(out_dir: str | Path, step: int, model, optimizer, scheduler, keep: int = 2) -> Path:
-    """Write checkpoints/step-XXXXXXXX atomically (temp dir, fsync, rename); prune old ones."""
-    root = Path(out_dir) / CKPT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    state = {
-        "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(), "rng": _rng_state(),
-    }
-    with open(tmp / "state.pt", "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in list_checkpoints(out_dir)[:-keep] if keep else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def list_checkpoints(out_dir: str | Path) -> list[Path]:
-    root = Path(out_dir) / CKPT_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.name.startswith("step-") and (p / "state.pt").exists())
-
-
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    found = list_checkpoints(out_dir)
-    return found[-1] if found else None
-
-
-def load_checkpoint(path: str | Path, model, optimizer, scheduler) -> int:
-    state = torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    _set_rng_state(state["rng"])
-    return int(state["step"])
-
-
 # ---------------------------------------------------------------- the loop
 
 
@@ -411,11 +353,16 @@ def run_training(
         if step >= last:
             finished = False
             break
-        if cfg.max_time_s is not None and time.monotonic() - start > cfg.max_time_s:
+        elapsed = time.monotonic() - start
+        if cfg.max_time_s is not None and world_size > 1:  # one clock for all ranks: same lr, same last step
+            clock = torch.tensor([elapsed], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(clock, op=torch.distributed.ReduceOp.MAX)
+            elapsed = float(clock)
+        if cfg.max_time_s is not None and elapsed > cfg.max_time_s:
             log.info("time budget of %.0f s reached at step %d", cfg.max_time_s, step)
             break
         if cfg.max_time_s:  # a time budget: the schedule follows time as well as steps
-            spent = (time.monotonic() - start) / cfg.max_time_s
+            spent = elapsed / cfg.max_time_s
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, cfg, spent)
         batch = next(batches).to(device)
