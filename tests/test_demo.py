@@ -30,7 +30,9 @@ def test_demo_writes_report(tmp_path):
     # the checks say what was reached, met or not
     checks = report["checks"]
     assert "gold_cgF1_never_regresses" in checks and checks["gold_cgF1_never_regresses"]["met"] is True
-    for name in ("phase2_human_s_per_accepted_pair_at_most_half_of_phase1", "phase3_label_IL_MCC_at_least_0.95"):
+    for name in ("phase2_human_s_per_accepted_pair_at_most_half_of_phase1", "phase3_label_IL_MCC_at_least_0.95",
+                 "phase3_human_s_per_accepted_pair_at_most_third_of_phase1",
+                 "phase2_model_proposals_at_least_half_of_accepted_masks"):
         assert name in checks and isinstance(checks[name]["met"], bool)
         assert ("NOT met" if not checks[name]["met"] else "met") in result.output
     assert (html.parent / "human_seconds.png").read_bytes().startswith(b"\x89PNG")

@@ -81,6 +81,7 @@ def write_phase_outputs(cfg, layout, phase: int, units) -> dict:
     export = write_saco_stream(layout, phase, units)
     labels = {"positive": 0, "negative": 0, "dropped": 0}
     sources = {"ai": 0, "human": 0}
+    mask_sources: dict[str, int] = {}  # who made each accepted mask: model (a proposal MV accepted), human, ...
     n = 0
     with ShardWriter(layout.shards_prefix(phase), "train", max_samples=100, store=layout.store) as w:
         for _u, pairs, meta in _units(layout, phase, units):
@@ -89,6 +90,9 @@ def write_phase_outputs(cfg, layout, phase: int, units) -> dict:
                 n += 1
                 labels[p.label] += 1
                 sources[p.lineage.source] = sources.get(p.lineage.source, 0) + 1
+                if p.label == "positive":
+                    for inst in p.instances:
+                        mask_sources[inst.source] = mask_sources.get(inst.source, 0) + 1
                 if p.label != "dropped":
                     by_media.setdefault(p.media_id, []).append(p)
             for media_id in sorted(by_media):
@@ -98,4 +102,5 @@ def write_phase_outputs(cfg, layout, phase: int, units) -> dict:
                 w.write(Sample(key=sample_key(media_id), image=layout.store.read_bytes(m["uri"]),
                                image_ext="jpg" if ext == "jpeg" else ext, width=m["width"], height=m["height"],
                                pairs=by_media[media_id]))
-    return {"export": export, "shards": w.shards, "pairs": n, "labels": labels, "sources": sources}
+    return {"export": export, "shards": w.shards, "pairs": n, "labels": labels, "sources": sources,
+            "mask_sources": mask_sources}

@@ -39,10 +39,14 @@ def _phase(c, p) -> dict:
     ver = layout.done(layout.step_marker(k, "verifiers")) or {}
     positives = cons["labels"]["positive"]
     n_inst = sum(_instances(layout, k, u) for u in units)
+    mask_sources = cons.get("mask_sources") or {}
+    n_masks = sum(mask_sources.values())
     return {**out, "status": "consolidated", "pairs": cons["pairs"], "labels": cons["labels"],
             "sources": cons["sources"], "export": cons["export"], "shards": cons["shards"],
             "negatives_pct": round(100 * acc["negatives_share"], 1) if acc["negatives_share"] is not None else None,
             "masks_per_positive_pair": round(n_inst / positives, 2) if positives else None,
+            "mask_sources": mask_sources,
+            "model_mask_share": round(mask_sources.get("model", 0) / n_masks, 4) if n_masks else None,
             "proposed_masks": masks, "routes": routes, "accounting": acc, "cost": costs(acc, c.cfg.costs),
             "verifiers": {"version": ver.get("version"), "trained_on_decisions": ver.get("decisions"),
                           "thresholds": ver.get("thresholds"), "calibration": ver.get("calibration")} if ver else None,
@@ -92,6 +96,14 @@ def checks(phases: dict, gold: dict, promoted_chain: list[str]) -> dict:
             val = v["accounting"]["human_seconds_per_accepted_pair"]
             out[f"phase{k}_human_s_per_accepted_pair_at_most_half_of_phase1"] = {
                 "phase1": base, "value": val, "met": val is not None and val <= base / 2}
+            if k >= 3:  # by the third phase the model and verifiers should carry two thirds of the work
+                out[f"phase{k}_human_s_per_accepted_pair_at_most_third_of_phase1"] = {
+                    "phase1": base, "value": val, "met": val is not None and val <= base / 3}
+    for k, v in done.items():  # after the first phase, most accepted masks should be the model's
+        if k > 1 and v.get("model_mask_share") is not None:
+            out[f"phase{k}_model_proposals_at_least_half_of_accepted_masks"] = {
+                "value": v["model_mask_share"], "mask_sources": v["mask_sources"], "met": v["model_mask_share"] >= 0.5}
+    if first and first["accounting"]["human_seconds_per_accepted_pair"]:
         q1 = first["label_quality"]
         if "cgF1" in q1:
             for k, v in done.items():
