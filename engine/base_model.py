@@ -25,6 +25,8 @@ GOLD_SEED = 2
 BASE_DOMAIN = "base"
 BASE_DIR = Path(__file__).resolve().parents[1] / "model" / "weights" / "tiny-base"
 FIGURES = "figures.json"
+CALIB_SEED = 3  # score calibration images: neither train (seed 1) nor gold (seed 2)
+CALIB_IMAGES = 8
 CHECK_GOLD_IMAGES = 8  # the small gold set the test suite re-scores the shipped model on
 
 
@@ -68,13 +70,37 @@ def evaluate_base(loaded, gold_images: int = 40, domain: str = BASE_DOMAIN, nega
     return {k: metrics[k] for k in ("cgF1", "pmF1", "IL_MCC") if k in metrics}
 
 
+def finish_base(model_dir: str | Path, gold_images: int = 40, export: str | Path | None = None) -> dict:
+    """Calibrate a trained base model's scores (world seed `CALIB_SEED`), score it on gold (seed
+    `GOLD_SEED`, uncalibrated and calibrated), save the calibration with it, optionally export it."""
+    from model.calibration import calibrate_scores
+    from model.presets import load_model
+    from model.train import save_model
+
+    from engine.world.samples import gold_document
+
+    loaded = load_model(model_dir)
+    uncalibrated = evaluate_base(loaded, gold_images)
+    cal_gold, cal_images = gold_document(CALIB_IMAGES, CALIB_SEED, BASE_DOMAIN, 16)
+    calibration = calibrate_scores(loaded, cal_gold, cal_images)
+    save_model(loaded, model_dir)
+    figures = {"train_seed": TRAIN_SEED, "gold_seed": GOLD_SEED, "calibration_seed": CALIB_SEED,
+               "gold_images": gold_images, "domain": BASE_DOMAIN, "gold_uncalibrated": uncalibrated,
+               "gold": evaluate_base(loaded, gold_images), "calibration": calibration,
+               "check_gold": {"images": CHECK_GOLD_IMAGES, **evaluate_base(loaded, CHECK_GOLD_IMAGES)}}
+    (Path(model_dir) / FIGURES).write_text(json.dumps(figures, indent=2, default=str))
+    if export:
+        shutil.rmtree(export, ignore_errors=True)
+        shutil.copytree(model_dir, export)
+    return figures
+
+
 def train_base(work: str | Path, steps: int, *, shards: list[str] | str | None = None, images: int = 16000,
                gold_images: int = 40, export: str | Path | None = None, threads: int | None = None,
                max_minutes: float | None = None) -> dict:
     """Train (or resume) the base model in `work`, score it on gold, optionally export it; returns figures."""
     import torch
 
-    from model.presets import load_model
     from model.train import train
 
     if threads:
@@ -89,14 +115,9 @@ def train_base(work: str | Path, steps: int, *, shards: list[str] | str | None =
     result = train(cfg, shards, work / "run")
     if not result.model_dir:
         raise RuntimeError(f"base training in {work} stopped at step {result.step} without a final model")
-    loaded = load_model(result.model_dir)
-    figures = {"steps": result.step, "train_seed": TRAIN_SEED, "gold_seed": GOLD_SEED, "gold_images": gold_images,
-               "domain": BASE_DOMAIN, "gold": evaluate_base(loaded, gold_images),
-               "check_gold": {"images": CHECK_GOLD_IMAGES, **evaluate_base(loaded, CHECK_GOLD_IMAGES)},
-               "seconds_this_run": round(time.monotonic() - t0, 1), "config": cfg}
+    figures = finish_base(result.model_dir, gold_images, export)
+    figures.update(steps=result.step, seconds_this_run=round(time.monotonic() - t0, 1), config=cfg)
     (Path(result.model_dir) / FIGURES).write_text(json.dumps(figures, indent=2, default=str))
     if export:
-        export = Path(export)
-        shutil.rmtree(export, ignore_errors=True)
-        shutil.copytree(result.model_dir, export)
+        (Path(export) / FIGURES).write_text(json.dumps(figures, indent=2, default=str))
     return figures

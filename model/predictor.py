@@ -10,7 +10,8 @@ text-only pairs, so every pair gets exactly the computation of a one-pair forwar
 
 Per image it returns an ``ImageResult`` (or one with ``error`` set when the image cannot be decoded:
 the other images go on). Per pair, a ``PairPrediction``: ``presence`` (sigmoid of the presence
-logit), ``scores`` (every query's sigmoid(logit) · presence, cheap for verifiers), ``instances``
+logit), ``scores`` (every query's sigmoid(logit) · presence, cheap for verifiers; both logits first
+offset by the model's saved score calibration, if any: ``model.calibration``), ``instances``
 (score ≥ ``score_threshold``, best first: COCO RLE mask at the original size, pixel xywh box, area,
 ``semantic_agreement``) and ``semantic`` (see ``model.postprocess.semantic_summary``).
 
@@ -189,6 +190,10 @@ class Predictor:
         # box NMS per pair among kept instances (models trained with one-to-many matching predict
         # each instance several times); None: the model's own setting (`LoadedModel.extra`), else off
         self.nms_iou = nms_iou if nms_iou is not None else loaded.extra.get("nms_iou")
+        # score calibration saved with the model (`model.calibration`): logit offsets added to the
+        # query and presence logits before the sigmoids (0, 0 for models without one)
+        self.query_bias = float(loaded.extra.get("query_logit_bias", 0.0))
+        self.presence_bias = float(loaded.extra.get("presence_logit_bias", 0.0))
         self.compiled = compile
         if compile and not getattr(self.model.vision_encoder, "_compiled_call_impl", None):
             self.model.vision_encoder.compile()
@@ -345,8 +350,8 @@ class Predictor:
         chunk.remaining -= 1
 
     def _postprocess(self, batch, out, slots, results) -> None:
-        presence = out.presence_logits.float().sigmoid()[:, 0]
-        scores = out.pred_logits.float().sigmoid() * presence[:, None]
+        presence = (out.presence_logits.float() + self.presence_bias).sigmoid()[:, 0]
+        scores = (out.pred_logits.float() + self.query_bias).sigmoid() * presence[:, None]
         host = torch.cat([scores, presence[:, None]], dim=1).cpu().numpy()
         scores_np, presence_np = host[:, :-1], host[:, -1]
         kb, kq = np.nonzero(scores_np >= self.score_threshold)
