@@ -55,7 +55,7 @@ def demo_campaign(cfg: DemoConfig) -> dict:
         "seed": cfg.seed,
         "source": {"kind": "shapes", "seed": cfg.seed, "image_size": 224},
         "proposer": {"kind": "world", "positives": 4, "negatives": 12, "hard_fraction": 0.25},
-        "model": {"name": "demo-tiny", "mask_score": 0.3, "max_masks": 6},
+        "model": {"name": "demo-tiny", "init": "base", "mask_score": 0.3, "max_masks": 6},
         "verifiers": {"target_precision": 0.98, "min_support": 8, "spot_check_rate": 0.05},
         "humans": {"backend": "simulated", "raters": 1, "seed": cfg.seed},
         "costs": {"human_hour_usd": 20.0, "cpu_hour_usd": 0.05, "compute_device": "cpu"},
