@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     from model.recipes import TINY_RECIPE
     from model.registry import ModelRegistry
     from model.retrain import retrain
+    from model.thread_tuner import torch_threads
     from model.train import train
     from storage.shards import write_shards
 
@@ -101,12 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
     default_threads = torch.get_num_threads()
 
     def plain(threads: int, k: int):
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             conf = {**config, "steps": 100_000, "init_from": parent_dir}
             return train(conf, shards, out / f"plain{threads}-{k}"), None
-        finally:
-            torch.set_num_threads(default_threads)
 
     def campaign_retrain(k: int):
         rec, result = retrain(shards, "demo-tiny", reg, steps=100_000, parent=parent, config=config,

@@ -33,12 +33,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from model.recipes import TINY_RECIPE as BENCH_CONFIG  # noqa: E402
 
 
-def gold_set(n: int, seed: int, negatives: int, domain: str = "base") -> tuple[dict, dict]:
-    from engine.world.samples import gold_document
-
-    return gold_document(n, seed, domain, negatives)
-
-
 def heldout_batches(n: int, tokenizer, cfg, domain: str = "base") -> list:
     """PairBatches of the first `n` gold-seed images (every positive, up to 4 negatives each)."""
     from engine.world.samples import generate_samples
@@ -109,13 +103,13 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out or tempfile.mkdtemp(prefix="train-tiny-"))
     out.mkdir(parents=True, exist_ok=True)
 
-    from engine.world.samples import generate_samples
+    from engine.world.samples import generate_samples, gold_document
 
     t0 = time.monotonic()
     shards = args.shards or write_shards(generate_samples(args.train_images, seed=1, domain=args.domain,
                                                           negatives_per_image=8),
                                          str(out / "shards"), "train", max_samples=100)
-    gold, images = gold_set(args.gold_images, seed=2, negatives=args.gold_negatives, domain=args.domain)
+    gold, images = gold_document(args.gold_images, 2, args.domain, args.gold_negatives)
     t_data = time.monotonic() - t0
     n_pos = sum(1 for _ in {a["image_id"] for a in gold["annotations"]})
     print(f"data: {args.shards or args.train_images} train images in {len(shards)} shards, gold {len(gold['images'])} "

@@ -70,9 +70,11 @@ def evaluate_base(loaded, gold_images: int = 40, domain: str = BASE_DOMAIN, nega
     return {k: metrics[k] for k in ("cgF1", "pmF1", "IL_MCC") if k in metrics}
 
 
-def finish_base(model_dir: str | Path, gold_images: int = 40, export: str | Path | None = None) -> dict:
+def finish_base(model_dir: str | Path, gold_images: int = 40, export: str | Path | None = None,
+                run: dict | None = None) -> dict:
     """Calibrate a trained base model's scores (world seed `CALIB_SEED`), score it on gold (seed
-    `GOLD_SEED`, uncalibrated and calibrated), save the calibration with it, optionally export it."""
+    `GOLD_SEED`, uncalibrated and calibrated), save the calibration and `figures.json` (with `run`:
+    steps, seconds, config) beside it, optionally export it."""
     from model.calibration import calibrate_scores
     from model.presets import load_model
     from model.train import save_model
@@ -87,7 +89,8 @@ def finish_base(model_dir: str | Path, gold_images: int = 40, export: str | Path
     figures = {"train_seed": TRAIN_SEED, "gold_seed": GOLD_SEED, "calibration_seed": CALIB_SEED,
                "gold_images": gold_images, "domain": BASE_DOMAIN, "gold_uncalibrated": uncalibrated,
                "gold": evaluate_base(loaded, gold_images), "calibration": calibration,
-               "check_gold": {"images": CHECK_GOLD_IMAGES, **evaluate_base(loaded, CHECK_GOLD_IMAGES)}}
+               "check_gold": {"images": CHECK_GOLD_IMAGES, **evaluate_base(loaded, CHECK_GOLD_IMAGES)},
+               **(run or {})}
     (Path(model_dir) / FIGURES).write_text(json.dumps(figures, indent=2, default=str))
     if export:
         shutil.rmtree(export, ignore_errors=True)
@@ -115,9 +118,5 @@ def train_base(work: str | Path, steps: int, *, shards: list[str] | str | None =
     result = train(cfg, shards, work / "run")
     if not result.model_dir:
         raise RuntimeError(f"base training in {work} stopped at step {result.step} without a final model")
-    figures = finish_base(result.model_dir, gold_images, export)
-    figures.update(steps=result.step, seconds_this_run=round(time.monotonic() - t0, 1), config=cfg)
-    (Path(result.model_dir) / FIGURES).write_text(json.dumps(figures, indent=2, default=str))
-    if export:
-        (Path(export) / FIGURES).write_text(json.dumps(figures, indent=2, default=str))
-    return figures
+    run = {"steps": result.step, "seconds_this_run": round(time.monotonic() - t0, 1), "config": cfg}
+    return finish_base(result.model_dir, gold_images, export, run)

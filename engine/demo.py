@@ -21,7 +21,6 @@ than 1 thread (on an idle one 2 threads are ~1.5x faster). `bench/retrain_budget
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,23 +70,9 @@ def demo_campaign(cfg: DemoConfig) -> dict:
     }
 
 
-@contextlib.contextmanager
-def _torch_threads(threads: int | None):
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_demo(cfg: DemoConfig, progress=None) -> dict:
     from engine.campaign.steps import run_campaign
+    from model.thread_tuner import torch_threads
 
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +80,7 @@ def run_demo(cfg: DemoConfig, progress=None) -> dict:
     config_path.write_text(yaml.safe_dump(demo_campaign(cfg), sort_keys=False))
     _log(f"campaign config: {config_path}")
     t0 = time.monotonic()
-    with _torch_threads(cfg.threads):
+    with torch_threads(cfg.threads):
         result = run_campaign(str(config_path), progress=progress)
     seconds = round(time.monotonic() - t0, 1)
     for k, steps in result["phases"].items():

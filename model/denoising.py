@@ -75,15 +75,11 @@ def noised_boxes(targets, cfg: DenoisingConfig, generator: torch.Generator | Non
     return ref, valid, index
 
 
-def _cxcywh_to_xyxy(b: Tensor) -> Tensor:
-    cx, cy, w, h = b.unbind(-1)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
-
-
 def denoising_pass(model: nn.Module, seen: dict, ref: Tensor) -> dict:
     """Run the decoder layers on denoising queries at `ref` (B, M, 4) cxcywh; per-layer xyxy boxes
     (L, B, M, 4) and the last layer's mask logits (B, M, h, w)."""
     from transformers.masking_utils import create_bidirectional_mask
+    from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy
 
     dec, kw = model.detr_decoder, seen["decoder"]
     vision, text = kw["vision_features"], kw["text_features"]
@@ -106,14 +102,15 @@ def denoising_pass(model: nn.Module, seen: dict, ref: Tensor) -> dict:
                        vision_cross_attn_mask=rpb)
         last = dec.output_layer_norm(hidden[:, 1:])
         new_ref = (torch.logit(ref, eps=1e-3) + dec.box_head(last)).sigmoid()
-        boxes.append(_cxcywh_to_xyxy(new_ref))
+        boxes.append(box_cxcywh_to_xyxy(new_ref))
         ref = new_ref.detach()
     masks = torch.einsum("bqc,bchw->bqhw", model.mask_decoder.mask_embedder(last), seen["instance_embeds"])
     return {"pred_boxes": torch.stack(boxes), "pred_masks": masks}
 
 
 def denoising_loss(dn: dict, targets, loss_cfg, mask_size: int) -> dict[str, Tensor]:
-    """Box L1 + GIoU (every layer) and mask BCE + dice (last layer) of the denoising queries."""
+    """Box L1 + GIoU (every layer) and mask BCE + dice (last layer) of the denoising queries;
+    `loss_dn` is their weighted sum, scaled by the pass's `DenoisingConfig.weight` (`dn["weight"]`)."""
     from model.losses import _cap, dice_loss, elementwise_giou, mask_bce, resize_masks
 
     valid, index = dn["valid"], dn["index"]
@@ -138,6 +135,6 @@ def denoising_loss(dn: dict, targets, loss_cfg, mask_size: int) -> dict[str, Ten
                          for r, i in zip(rows.tolist(), gt_idx.tolist())]).flatten(1)
     bce = mask_bce(src_m, tgt_m, loss_cfg.mask_fg_balance).sum() / n
     dice = dice_loss(src_m, tgt_m).sum() / n
-    total = (loss_cfg.weight_box_l1 * l1 + loss_cfg.weight_giou * giou
+    total = dn.get("weight", 1.0) * (loss_cfg.weight_box_l1 * l1 + loss_cfg.weight_giou * giou
              + loss_cfg.weight_mask_bce * bce + loss_cfg.weight_mask_dice * dice)
     return {"loss_dn": total, "loss_dn_giou": (giou / len(boxes_out)).detach(), "loss_dn_mask_dice": dice.detach()}

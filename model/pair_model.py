@@ -66,15 +66,15 @@ class Sam3PairModel(nn.Module):
 
             ref, valid, index = noised_boxes(targets, self.denoising)
             result["dn"] = {**denoising_pass(self.model, tap.seen, ref.to(pixel_values.device)),
-                            "valid": valid, "index": index}
+                            "valid": valid, "index": index, "weight": self.denoising.weight}
         return result
 
 
 def _aux_outputs(captured: dict, reference_boxes, include_last: bool = False) -> list[dict]:
     """Per earlier decoder layer: logits, xyxy boxes and presence, as Sam3Model computes the last."""
-    cxcywh = (torch.logit(reference_boxes, eps=1e-3) + captured["offsets"]).sigmoid()
-    cx, cy, w, h = cxcywh.unbind(-1)
-    boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+    from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy
+
+    boxes = box_cxcywh_to_xyxy((torch.logit(reference_boxes, eps=1e-3) + captured["offsets"]).sigmoid())
     layers = captured["logits"].shape[0]
     return [{"pred_logits": captured["logits"][i, ..., 0], "pred_boxes": boxes[i],
              "presence_logits": captured["presence"][i], "pred_masks": None}

@@ -17,7 +17,6 @@ the training summary in `metrics.json` says what was used (`train.threads`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -47,18 +46,6 @@ def thread_policy(threads: int | str | None, device: str) -> int | str | None:
     return count
 
 
-@contextlib.contextmanager
-def _fixed_threads(count: int):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_in_process(cfg: TrainConfig, shards, out: Path, threads: int | str | None = None) -> tuple[TrainResult, dict]:
     """`model.train.train` under the thread policy; returns (result, {"threads": ...} summary)."""
     policy = thread_policy(threads, cfg.device)
@@ -70,7 +57,9 @@ def train_in_process(cfg: TrainConfig, shards, out: Path, threads: int | str | N
         return result, {"threads": tuner.summary()}
     if policy is None:
         return train(cfg, shards, out), {}
-    with _fixed_threads(policy):
+    from model.thread_tuner import torch_threads
+
+    with torch_threads(policy):
         result = train(cfg, shards, out)
     return result, {"threads": {"threads": policy}}
 

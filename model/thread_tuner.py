@@ -25,11 +25,28 @@ more threads' median becomes `worse` x fewer threads' (the machine got busy), fe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block on `count` torch CPU threads (None: leave torch's count), restoring the caller's."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def usable_cpus() -> int:

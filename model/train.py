@@ -235,11 +235,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def pair_model_dn_weight(pair_model) -> float:
-    inner = getattr(pair_model, "module", pair_model)  # DDP wraps the pair model
-    return inner.denoising.weight
-
-
 def train_step(pair_model, batch, optimizer, scheduler, cfg: TrainConfig, loss_cfg: LossConfig,
                params: list, after_backward: Callable | None = None, diagnose: bool = False) -> dict:
     """One optimisation step on a PairBatch already on the device; returns float loss terms.
@@ -252,7 +247,7 @@ def train_step(pair_model, batch, optimizer, scheduler, cfg: TrainConfig, loss_c
         from model.denoising import denoising_loss
 
         dn = denoising_loss(outputs["dn"], batch.targets, loss_cfg, loss_cfg.mask_loss_size)
-        losses["loss"] = losses["loss"] + pair_model_dn_weight(pair_model) * dn.pop("loss_dn")
+        losses["loss"] = losses["loss"] + dn.pop("loss_dn")
         losses.update(dn)
     diagnostics = {}
     if diagnose:
